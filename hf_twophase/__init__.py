@@ -1,0 +1,24 @@
+"""hf-twophase: pick the best pre-trained Hub model for a new classification dataset, fast.
+
+Phase 1 clusters models by their benchmark scores and recalls the top K from proxy scores of
+cluster representatives only; phase 2 fine-tunes the recalled models in stages and prunes early
+from each model's own convergence trends. See README.md.
+"""
+
+from .clustering import Clustering, ClusteringConfig, cluster_models
+from .engine import SelectionRun
+from .errors import HFTwoPhaseError, RecordsError, SelectionError
+from .matrix import PerformanceMatrix, read_proxy_scores
+from .phase1 import Phase1
+from .policies import BruteForce, Decision, FineSelection, StageSchedule, SuccessiveHalving, make_fine_selection
+from .recall import RecallResult, coarse_recall
+from .trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BenchmarkCurves", "BruteForce", "Clustering", "ClusteringConfig", "Decision", "FineSelection",
+    "GainTrendPredictor", "HFTwoPhaseError", "PaperTrendPredictor", "PerformanceMatrix", "Phase1", "RecallResult",
+    "RecordsError", "SelectionError", "SelectionRun", "StageSchedule", "SuccessiveHalving", "__version__",
+    "cluster_models", "coarse_recall", "make_fine_selection", "read_proxy_scores",
+]

@@ -1,0 +1,157 @@
+"""`hf-twophase` command line: each sub-command is a thin shell over the library, with `--json` for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .clustering import DEFAULT_THRESHOLD, ClusteringConfig
+from .errors import HFTwoPhaseError
+from .similarity import DEFAULT_TOP_K
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="k of Eq. 1 (largest gaps averaged).")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="hierarchical: merge while the average Eq. 1 distance is <= this.")
+    parser.add_argument("--method", choices=["hierarchical", "kmeans"], default="hierarchical")
+    parser.add_argument("--n-clusters", type=int, default=None, help="kmeans: number of clusters.")
+
+
+def _cluster_config(args: argparse.Namespace) -> ClusteringConfig:
+    return ClusteringConfig(method=args.method, top_k=args.top_k, threshold=args.threshold, n_clusters=args.n_clusters)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> dict:
+    from .matrix import PerformanceMatrix
+    from .phase1 import Phase1
+
+    matrix = PerformanceMatrix.read(args.records)
+    phase1 = Phase1.from_matrix(matrix, config=_cluster_config(args))
+    out = phase1.clustering.to_dict()
+    if not args.json:
+        c = phase1.clustering
+        print(f"{len(c.models)} models, {len(phase1.benchmarks)} benchmarks -> {len(c.clusters)} clusters "
+              f"({len(c.non_singleton)} with 2+ members), silhouette {c.silhouette}")
+        for members, rep in zip(c.clusters, c.representatives, strict=False):
+            if rep is not None:
+                print(f"  [{len(members)}] representative {rep}")
+    return out
+
+
+def _cmd_recall(args: argparse.Namespace) -> dict:
+    from .matrix import PerformanceMatrix, read_proxy_scores
+    from .phase1 import Phase1, proxy_lookup
+    from .recall import normaliser_for
+
+    matrix = PerformanceMatrix.read(args.records)
+    phase1 = Phase1.from_matrix(matrix, target=args.target, config=_cluster_config(args))
+    needed = phase1.to_score(args.k)
+    proxy: dict[str, float] = {}
+    method = args.proxy_method
+    if needed:
+        table = read_proxy_scores(args.proxy, dataset=args.target, models=needed, method=args.proxy_method)
+        available, method = proxy_lookup(table, args.target, args.proxy_method)
+        if not available:
+            raise HFTwoPhaseError(f"file {args.proxy}: no proxy score for target '{args.target}'; expected rows "
+                                  f"with dataset == '{args.target}'")
+        proxy = {m: available[m] for m in needed if m in available}
+    result = phase1.recall(proxy, k=args.k, normaliser=normaliser_for(args.normaliser, method))
+    out = {"target": args.target, **result.to_dict()}
+    if not args.json:
+        total = len(phase1.clustering.models)
+        print(f"target {args.target}: {result.note}; recalled {len(result.recalled)} of {total}")
+        for rank, model in enumerate(result.recalled, 1):
+            print(f"  {rank:>2}. {model}  ({result.scores[model]:.4f})")
+    return out
+
+
+def _cmd_replay(args: argparse.Namespace) -> dict:
+    from .replay import replay_command
+
+    return replay_command(args)
+
+
+def _cmd_synth(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from .matrix import PerformanceMatrix
+    from .synthetic import synthetic_proxy, synthetic_records
+
+    records = synthetic_records(args.models, args.benchmarks, n_families=args.families, steps=args.steps,
+                                seed=args.seed)
+    path = PerformanceMatrix(records, source="synthetic").write(args.out)
+    out = {"records": str(path), "models": args.models, "benchmarks": args.benchmarks, "rows": len(records)}
+    if args.proxy_out:
+        proxy = synthetic_proxy(records, seed=args.seed)
+        Path(args.proxy_out).parent.mkdir(parents=True, exist_ok=True)
+        proxy.to_csv(args.proxy_out, index=False) if args.proxy_out.endswith(".csv") else proxy.to_parquet(
+            args.proxy_out, index=False)
+        out["proxy"] = args.proxy_out
+    if not args.json:
+        print(f"wrote {out['rows']} synthetic records to {path}" + (f" and proxy scores to {args.proxy_out}"
+                                                                     if args.proxy_out else ""))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-twophase", description="Two-phase recall-and-select model selection for Hugging Face models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("cluster", help="cluster the models of a records file by Eq. 1 similarity")
+    p.add_argument("--records", required=True, help="records file (CSV or Parquet)")
+    _add_cluster_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_cmd_cluster)
+
+    p = sub.add_parser("recall", help="coarse recall (phase 1) of the top-K models for a target dataset")
+    p.add_argument("--records", required=True, help="records file (CSV or Parquet)")
+    p.add_argument("--proxy", required=True, help="proxy-score file: model, dataset, method, score[, cost]")
+    p.add_argument("--target", required=True, help="target dataset; its rows in --records are left out")
+    p.add_argument("--k", type=int, default=10, help="how many models to recall")
+    p.add_argument("--proxy-method", default=None, help="which proxy method to read when the file has several")
+    p.add_argument("--normaliser", default="auto", choices=["auto", "exp", "minmax", "rank"],
+                   help="auto: exp for LEEP, min-max otherwise")
+    _add_cluster_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_cmd_recall)
+
+    p = sub.add_parser("synth", help="write a synthetic records file (and proxy scores) for demos and tests")
+    p.add_argument("--out", required=True, help="records file to write (.csv or .parquet)")
+    p.add_argument("--proxy-out", default=None, help="also write LEEP-like proxy scores here")
+    p.add_argument("--models", type=int, default=40)
+    p.add_argument("--benchmarks", type=int, default=12)
+    p.add_argument("--families", type=int, default=6)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_cmd_synth)
+
+    from .replay import add_replay_arguments
+
+    p = sub.add_parser("replay", help="replay a selection policy over recorded learning curves (leave-one-out)")
+    add_replay_arguments(p)
+    p.set_defaults(func=_cmd_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        out = args.func(args)
+    except HFTwoPhaseError as exc:
+        print(f"hf-twophase {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,134 @@
+import math
+
+import numpy as np
+import pytest
+
+from hf_twophase import BruteForce, FineSelection, SelectionError, SelectionRun, StageSchedule, SuccessiveHalving
+from hf_twophase.trends import BenchmarkCurves, Prediction
+
+
+class FixedPredictor:
+    """Predicts a fixed final score per candidate, whatever the step: to make each rule fire by hand."""
+
+    name = "fixed"
+
+    def __init__(self, table):
+        self.table = table
+
+    def predict(self, curves, step, target_val):
+        v = self.table.get(curves.benchmarks[0])
+        return None if v is None else Prediction(v, 5, target_val)
+
+
+def _fs(preds, threshold=0.0, stage=1):
+    curves = {c: BenchmarkCurves((c,), np.zeros((1, 1)), np.zeros(1)) for c in preds}
+    return FineSelection(curves, predictor=FixedPredictor(preds), threshold=threshold, schedule=StageSchedule(stage))
+
+
+def _reasons(decisions):
+    return {d.candidate: d.reason for d in decisions}
+
+
+def test_trend_prune_fires():
+    # worst-by-val 'a' is predicted far below 'b', which has a better val: pruned by the trend
+    policy = _fs({"a": 0.5, "b": 0.9, "c": 0.6, "d": 0.95})
+    out = policy.prune(1, ["a", "b", "c", "d"], {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4})
+    r = _reasons(out)
+    assert r["a"] == "trend-pruned" and r["b"] == "trend-pruned" and r["c"] == "trend-pruned"
+    assert "d" not in r  # the best val is never trend-pruned
+    a = next(d for d in out if d.candidate == "a")
+    assert a.competitor == "d" and a.competitor_predicted == pytest.approx(0.95) and a.predicted == 0.5
+
+
+def test_threshold_holds_a_close_competitor():
+    preds = {"a": 0.90, "b": 0.905, "c": 0.5, "d": 0.4}
+    vals = {"c": 0.1, "d": 0.2, "a": 0.3, "b": 0.4}
+    assert "a" in _reasons(_fs(preds, threshold=0.0).prune(1, list(vals), vals))
+    held = _reasons(_fs(preds, threshold=0.01).prune(1, list(vals), vals))
+    assert "a" not in held and held["c"] == "trend-pruned"  # within the threshold: kept
+
+
+def test_halving_floor_removes_worst_by_val():
+    # no prediction beats anyone: only halving acts, keeping floor(5 / 2) = 2
+    preds = {c: 0.5 for c in "abcde"}
+    vals = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.4, "e": 0.2}
+    out = _fs(preds).prune(1, list(vals), vals)
+    assert _reasons(out) == {"a": "halved", "e": "halved", "c": "halved"}
+
+
+def test_no_prediction_is_judged_by_val_alone():
+    preds = {"a": None, "b": 0.9, "c": 0.1}
+    vals = {"a": 0.1, "c": 0.2, "b": 0.3}
+    out = _fs(preds).prune(1, list(vals), vals)
+    r = _reasons(out)
+    assert r["c"] == "trend-pruned" and r["a"] == "halved"
+    assert "no prediction" in next(d for d in out if d.candidate == "a").note
+
+
+def test_single_survivor_wins_and_trains_to_budget():
+    run = SelectionRun(_fs({"a": 0.2, "b": 0.9}), ["a", "b"], budget=5)
+    assert run.next_step() == 1
+    run.observe({"a": 0.1, "b": 0.2})
+    assert run.winner == "b" and run.next_step() is None
+    assert run.decisions[-1].reason == "last-standing"
+    with pytest.raises(SelectionError, match="over"):
+        run.observe({"b": 0.3})
+
+
+def _sh_cost(n, stage, growth, budget):
+    """Steps trained by successive halving over n candidates whose val is their index (a deterministic race)."""
+    names = [f"m{i}" for i in range(n)]
+    run = SelectionRun(SuccessiveHalving(StageSchedule(stage, growth)), names, budget)
+    reached = dict.fromkeys(names, 0)
+    while not run.done:
+        step = run.next_step()
+        for c in run.alive:
+            reached[c] = step
+        run.observe({c: float(c[1:]) for c in run.alive})
+    reached[run.winner] = budget
+    return sum(reached.values()), run.winner
+
+
+@pytest.mark.parametrize("n,stage", [(8, 1), (16, 3), (4, 2)])
+def test_successive_halving_cost_is_m_s_log2m(n, stage):
+    # classic SH (each stage twice as long) on a power of two, budget at the last stage: |M| s log2|M|
+    budget = stage * (n - 1)
+    cost, winner = _sh_cost(n, stage, 2.0, budget)
+    assert cost == n * stage * math.log2(n) and winner == f"m{n - 1}"
+
+
+@pytest.mark.parametrize("n,budget,expected", [(10, 5, 19), (40, 5, 77), (30, 4, 55)])
+def test_successive_halving_matches_the_papers_epoch_counts(n, budget, expected):
+    # Table V of the paper: fixed one-epoch stages, floor halving, winner trained to the budget
+    assert _sh_cost(n, 1, 1.0, budget)[0] == expected
+
+
+def test_brute_force_trains_everyone_to_the_budget():
+    run = SelectionRun(BruteForce(), ["a", "b", "c"], budget=4)
+    assert run.next_step() == 4
+    run.observe({"a": 0.3, "b": 0.5, "c": 0.4})
+    assert run.winner == "b" and _reasons(run.decisions)["a"] == "lower-at-budget"
+
+
+def test_schedule_and_faults():
+    assert StageSchedule(1, 2.0).ends(20) == [1, 3, 7, 15, 20]
+    assert StageSchedule(5).ends(12) == [5, 10, 12]
+    with pytest.raises(ValueError):
+        StageSchedule(0)
+    run = SelectionRun(SuccessiveHalving(), ["a", "b", "c"], budget=3)
+    run.observe({"a": 0.1, "b": float("nan"), "c": 0.2})  # b failed: dropped with its reason
+    assert _reasons(run.decisions)["b"] == "no score" and run.winner == "c"
+    with pytest.raises(SelectionError, match="no candidates"):
+        SelectionRun(SuccessiveHalving(), [], budget=3)
+
+
+def test_state_round_trip_resumes_the_same_selection():
+    names = [f"m{i}" for i in range(6)]
+    a = SelectionRun(SuccessiveHalving(), names, budget=5)
+    a.observe({c: float(c[1:]) for c in a.alive})
+    b = SelectionRun(SuccessiveHalving(), names, budget=5)
+    b.load_state_dict(a.state_dict())
+    for run in (a, b):
+        while not run.done:
+            run.observe({c: float(c[1:]) for c in run.alive})
+    assert a.winner == b.winner and [d.to_dict() for d in a.decisions] == [d.to_dict() for d in b.decisions]
