@@ -10,7 +10,15 @@ from .engine import SelectionRun
 from .errors import HFTwoPhaseError, RecordsError, SelectionError
 from .matrix import PerformanceMatrix, read_proxy_scores
 from .phase1 import Phase1
-from .policies import BruteForce, Decision, FineSelection, StageSchedule, SuccessiveHalving, make_fine_selection
+from .policies import (
+    BruteForce,
+    Decision,
+    FineSelection,
+    StageSchedule,
+    SuccessiveHalving,
+    TwoPhase,
+    make_fine_selection,
+)
 from .recall import RecallResult, coarse_recall
 from .trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor
 
@@ -19,6 +27,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BenchmarkCurves", "BruteForce", "Clustering", "ClusteringConfig", "Decision", "FineSelection",
     "GainTrendPredictor", "HFTwoPhaseError", "PaperTrendPredictor", "PerformanceMatrix", "Phase1", "RecallResult",
-    "RecordsError", "SelectionError", "SelectionRun", "StageSchedule", "SuccessiveHalving", "__version__",
+    "RecordsError", "SelectionError", "SelectionRun", "StageSchedule", "SuccessiveHalving", "TwoPhase", "__version__",
     "cluster_models", "coarse_recall", "make_fine_selection", "read_proxy_scores",
 ]

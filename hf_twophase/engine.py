@@ -21,9 +21,10 @@ class SelectionRun:
     policy: SelectionPolicy
     candidates: Sequence[str]
     budget: int
+    shortlist_cost: float = field(init=False, default=0.0)
     alive: list[str] = field(init=False)
     history: dict[str, dict[int, float]] = field(init=False)
-    decisions: list[Decision] = field(init=False, default_factory=list)
+    decisions: list[Decision] = field(init=False)
     winner: str | None = field(init=False, default=None)
     stage_index: int = field(init=False, default=0)
 
@@ -33,7 +34,12 @@ class SelectionRun:
         if len(set(self.candidates)) != len(self.candidates):
             raise SelectionError("candidate names must be unique")
         self.candidates = list(self.candidates)
-        self.alive = list(self.candidates)
+        short = self.policy.shortlist(self.candidates)
+        if not short.candidates:
+            raise SelectionError(f"policy {self.policy.name} kept no candidate before training")
+        self.shortlist_cost = short.cost
+        self.decisions = list(short.decisions)
+        self.alive = list(short.candidates)
         self.history = {c: {} for c in self.candidates}
         self.ends = self.policy.schedule.ends(self.budget)
 
@@ -111,11 +117,24 @@ class SelectionRun:
             "history": {c: {str(k): v for k, v in h.items()} for c, h in self.history.items()},
             "decisions": [d.to_dict() for d in self.decisions], "winner": self.winner,
             "stage_index": self.stage_index, "policy": self.policy.describe(),
+            "shortlist_cost": self.shortlist_cost,
         }
+
+    @classmethod
+    def from_state_dict(cls, policy: SelectionPolicy, state: dict) -> SelectionRun:
+        """Resume a saved selection without running its shortlist (phase 1) again."""
+        run = cls.__new__(cls)
+        run.policy = policy
+        run.candidates = list(state["candidates"])
+        run.budget = int(state["budget"])
+        run.ends = policy.schedule.ends(run.budget)
+        run.load_state_dict(state)
+        return run
 
     def load_state_dict(self, state: dict) -> None:
         if list(state["candidates"]) != list(self.candidates) or int(state["budget"]) != self.budget:
             raise SelectionError("saved selection state is for other candidates or another budget; cannot resume")
+        self.shortlist_cost = float(state.get("shortlist_cost", 0.0))
         self.alive = list(state["alive"])
         self.history = {c: {int(k): float(v) for k, v in h.items()} for c, h in state["history"].items()}
         self.decisions = [Decision(**d) for d in state["decisions"]]

@@ -60,6 +60,15 @@ class StageSchedule:
         return ends
 
 
+@dataclass
+class Shortlist:
+    """The candidates a policy lets into stage training, what choosing them cost, and who was left out."""
+
+    candidates: list[str]
+    cost: float = 0.0
+    decisions: list[Decision] = field(default_factory=list)
+
+
 class SelectionPolicy:
     """Base policy: never prunes; subclasses decide which alive candidates stop after a stage."""
 
@@ -67,6 +76,10 @@ class SelectionPolicy:
 
     def __init__(self, schedule: StageSchedule | None = None):
         self.schedule = schedule or StageSchedule()
+
+    def shortlist(self, candidates: Sequence[str]) -> Shortlist:
+        """Before any training: which candidates enter (every one, unless a recall phase cuts them)."""
+        return Shortlist(list(candidates))
 
     def prune(self, step: int, alive: Sequence[str], vals: Mapping[str, float], final: bool = False) -> list[Decision]:
         """Return a `pruned` decision for every candidate in `alive` that must stop after `step`.
@@ -205,6 +218,34 @@ class FineSelection(SelectionPolicy):
                                         note=f"not in the best {keep} of {len(alive)} {how}"
                                         + ("; no prediction (too few benchmark curves)" if p is None else "")))
         return removed
+
+
+class TwoPhase(SelectionPolicy):
+    """The whole method: coarse recall cuts the candidates before training, then `inner` prunes in stages.
+
+    `recall` maps the candidate list to (recalled models, proxy cost spent); it is phase 1 over the
+    performance matrix (`Phase1.recall`), kept behind a function so this module stays free of I/O.
+    """
+
+    name = "two-phase"
+
+    def __init__(self, recall: Callable[[list[str]], tuple[list[str], float]], inner: SelectionPolicy):
+        super().__init__(inner.schedule)
+        self.recall = recall
+        self.inner = inner
+
+    def shortlist(self, candidates):
+        recalled, cost = self.recall(list(candidates))
+        kept = set(recalled)
+        left_out = [Decision(c, 0, "not-recalled", "coarse recall", note="outside the top K of phase 1")
+                    for c in candidates if c not in kept]
+        return Shortlist([c for c in candidates if c in kept], cost=cost, decisions=left_out)
+
+    def prune(self, step, alive, vals, final=False):
+        return self.inner.prune(step, alive, vals, final=final)
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "policy": self.name}
 
 
 def make_fine_selection(

@@ -17,7 +17,15 @@ import numpy as np
 from .engine import SelectionRun
 from .errors import SelectionError
 from .matrix import PerformanceMatrix
-from .policies import BruteForce, Decision, SelectionPolicy, StageSchedule, SuccessiveHalving, make_fine_selection
+from .policies import (
+    BruteForce,
+    Decision,
+    SelectionPolicy,
+    StageSchedule,
+    SuccessiveHalving,
+    TwoPhase,
+    make_fine_selection,
+)
 from .trends import BenchmarkCurves
 
 POLICIES = ("brute-force", "successive-halving", "fine-selection", "two-phase")
@@ -122,10 +130,8 @@ def replay_target(
     make_policy: PolicyFactory,
     *,
     budget: int | None = None,
-    shortlist: Callable[[list[str]], tuple[list[str], float]] | None = None,
-    policy_name: str | None = None,
 ) -> ReplayRun:
-    """Simulate one selection on `target`. `shortlist` (phase 1) may cut the candidates first, at a cost."""
+    """Simulate one selection on `target`, charging recorded costs (and the policy's shortlist cost)."""
     if target not in cube.datasets:
         raise SelectionError(f"unknown target '{target}'; datasets in the records: {', '.join(cube.datasets)}")
     candidates = cube.models_on(target)
@@ -138,13 +144,11 @@ def replay_target(
         raise SelectionError(f"no model has a final test score on target '{target}'")
     best_score = max(scored_truth)
     bf_cost = sum(cube.cost_until(m, target, budget) for m in candidates)
-    pool, proxy_cost, recalled = candidates, 0.0, None
-    if shortlist is not None:
-        pool, proxy_cost = shortlist(candidates)
-        recalled = list(pool)
     policy = make_policy(cube, target)
-    run = SelectionRun(policy, pool, budget)
-    reached = {m: 0 for m in pool}
+    run = SelectionRun(policy, candidates, budget)
+    proxy_cost = run.shortlist_cost
+    recalled = list(run.alive) if isinstance(policy, TwoPhase) else None
+    reached = dict.fromkeys(run.alive, 0)
     while not run.done:
         step = run.next_step()
         for m in run.alive:
@@ -154,7 +158,7 @@ def replay_target(
     cost = proxy_cost + sum(cube.cost_until(m, target, s) for m, s in reached.items() if s > 0)
     selected_score = truth[run.winner]
     return ReplayRun(
-        target=target, policy=policy_name or policy.name, selected=run.winner, selected_score=selected_score,
+        target=target, policy=policy.name, selected=run.winner, selected_score=selected_score,
         best_score=best_score, regret=best_score - selected_score, cost=cost, brute_force_cost=bf_cost,
         speedup=bf_cost / cost if cost > 0 else float("inf"), n_candidates=len(candidates),
         steps_trained=sum(reached.values()), proxy_cost=proxy_cost, recalled=recalled, decisions=run.decisions,
@@ -164,21 +168,28 @@ def replay_target(
 def policy_factory(
     policy: str, *, stage: int = 1, growth: float | None = None, threshold: float | None = None,
     variant: str = "improved",
+    recall: Callable[[CurveCube, str], Callable[[list[str]], tuple[list[str], float]]] | None = None,
 ) -> PolicyFactory:
-    """Build the policy for one target; fine selection gets the candidates' leave-one-out benchmark curves."""
+    """Build the policy for one target; fine selection gets the candidates' leave-one-out benchmark curves,
+    two-phase also a `recall(cube, target)` that returns its phase-1 function."""
     if policy == "brute-force":
         return lambda cube, target: BruteForce()
     if policy == "successive-halving":
         return lambda cube, target: SuccessiveHalving(StageSchedule(stage, 1.0 if growth is None else growth))
-    if policy in ("fine-selection", "two-phase"):
+    if policy == "fine-selection":
         def make(cube: CurveCube, target: str) -> SelectionPolicy:
             return make_fine_selection(lambda m: cube.benchmark_curves(m, exclude=target), variant,
                                        threshold=threshold, stage=stage, growth=growth)
         return make
+    if policy == "two-phase":
+        if recall is None:
+            raise SelectionError("the two-phase policy needs proxy scores: pass --proxy FILE")
+        inner = policy_factory("fine-selection", stage=stage, growth=growth, threshold=threshold, variant=variant)
+        return lambda cube, target: TwoPhase(recall(cube, target), inner(cube, target))
     raise SelectionError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
 
 
-def recall_shortlist(
+def recall_phase(
     matrix: PerformanceMatrix, cube: CurveCube, target: str, proxy_table, *, k: int, proxy_method: str | None = None,
     normaliser: str = "auto",
 ) -> Callable[[list[str]], tuple[list[str], float]]:
@@ -243,16 +254,12 @@ def replay(
     """Replay `policy` on every target (default: every dataset of the matrix, each in turn)."""
     cube = cube or CurveCube(matrix)
     targets = list(targets) if targets else list(cube.datasets)
-    make = policy_factory(policy, stage=stage, growth=growth, threshold=threshold, variant=variant)
-    if policy == "two-phase" and proxy_table is None:
-        raise SelectionError("the two-phase policy needs proxy scores: pass --proxy FILE")
-    runs = []
-    for target in targets:
-        shortlist = None
-        if policy == "two-phase":
-            shortlist = recall_shortlist(matrix, cube, target, proxy_table, k=k, proxy_method=proxy_method)
-        runs.append(replay_target(cube, target, make, budget=budget, shortlist=shortlist, policy_name=policy))
-    return runs
+    recall = None
+    if proxy_table is not None:
+        def recall(cube: CurveCube, target: str) -> Callable[[list[str]], tuple[list[str], float]]:
+            return recall_phase(matrix, cube, target, proxy_table, k=k, proxy_method=proxy_method)
+    make = policy_factory(policy, stage=stage, growth=growth, threshold=threshold, variant=variant, recall=recall)
+    return [replay_target(cube, target, make, budget=budget) for target in targets]
 
 
 def add_replay_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,9 +1,18 @@
+import json
 import math
 
 import numpy as np
 import pytest
 
-from hf_twophase import BruteForce, FineSelection, SelectionError, SelectionRun, StageSchedule, SuccessiveHalving
+from hf_twophase import (
+    BruteForce,
+    FineSelection,
+    SelectionError,
+    SelectionRun,
+    StageSchedule,
+    SuccessiveHalving,
+    TwoPhase,
+)
 from hf_twophase.trends import BenchmarkCurves, Prediction
 
 
@@ -126,9 +135,26 @@ def test_state_round_trip_resumes_the_same_selection():
     names = [f"m{i}" for i in range(6)]
     a = SelectionRun(SuccessiveHalving(), names, budget=5)
     a.observe({c: float(c[1:]) for c in a.alive})
-    b = SelectionRun(SuccessiveHalving(), names, budget=5)
-    b.load_state_dict(a.state_dict())
+    b = SelectionRun.from_state_dict(SuccessiveHalving(), json.loads(json.dumps(a.state_dict())))
     for run in (a, b):
         while not run.done:
             run.observe({c: float(c[1:]) for c in run.alive})
     assert a.winner == b.winner and [d.to_dict() for d in a.decisions] == [d.to_dict() for d in b.decisions]
+
+
+def test_two_phase_records_who_was_not_recalled_and_charges_the_proxy():
+    calls = []
+
+    def recall(candidates):
+        calls.append(list(candidates))
+        return ["c", "a"], 2.5
+
+    policy = TwoPhase(recall, SuccessiveHalving())
+    run = SelectionRun(policy, ["a", "b", "c", "d"], budget=2)
+    assert run.alive == ["a", "c"] and run.shortlist_cost == 2.5
+    assert _reasons(run.decisions) == {"b": "coarse recall", "d": "coarse recall"}
+    state = json.loads(json.dumps(run.state_dict()))
+    resumed = SelectionRun.from_state_dict(policy, state)
+    assert len(calls) == 1 and resumed.alive == ["a", "c"] and resumed.shortlist_cost == 2.5  # no second recall
+    run.observe({"a": 0.2, "c": 0.4})
+    assert run.winner == "c"
