@@ -1,0 +1,135 @@
+"""Which columns of a user's `datasets.Dataset` hold the inputs and the labels, checked before any model runs.
+
+The reference code hard-codes column names per dataset; here they are read from the dataset's
+features (a `ClassLabel` is the label, `Image` the input of a vision model, one or two `string`
+columns the text or text pair), or given explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import HFTwoPhaseError
+
+LABEL_NAMES = ("label", "labels", "target", "class", "y")
+TEXT_NAMES = ("text", "sentence", "content", "review", "question", "premise", "sentence1", "text_a")
+PAIR_NAMES = ("text_pair", "sentence2", "hypothesis", "question2", "text_b", "passage")
+IMAGE_NAMES = ("image", "img", "pixel_values", "picture")
+
+
+class DatasetError(HFTwoPhaseError, ValueError):
+    """The dataset cannot be scored as given: the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the inputs and the labels are, and how many target classes there are."""
+
+    label: str
+    n_classes: int
+    text: str | None = None
+    text_pair: str | None = None
+    image: str | None = None
+
+    @property
+    def modality(self) -> str:
+        return "image" if self.image else "text"
+
+
+def _feature_type(feature) -> str:
+    return type(feature).__name__
+
+
+def detect_columns(
+    dataset,
+    *,
+    label_column: str | None = None,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    image_column: str | None = None,
+    modality: str | None = None,
+) -> Columns:
+    """Find (or check) the label and input columns of a `datasets.Dataset` split."""
+    import datasets
+
+    if isinstance(dataset, datasets.DatasetDict):
+        raise DatasetError(f"got a DatasetDict with splits {list(dataset)}; pass one split, e.g. dataset['train']")
+    if not isinstance(dataset, datasets.Dataset):
+        raise DatasetError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    if len(dataset) == 0:
+        raise DatasetError("the dataset split is empty; expected at least one labelled example")
+    features = dataset.features
+    names = list(features)
+
+    label = label_column or next((c for c in names if _feature_type(features[c]) == "ClassLabel"), None)
+    label = label or next((c for c in LABEL_NAMES if c in names), None)
+    if label is None or label not in names:
+        raise DatasetError(f"no label column found among {names}; expected a ClassLabel column or one named "
+                           f"{', '.join(LABEL_NAMES)} (or pass label_column=...)")
+    feature = features[label]
+    kind = _feature_type(feature)
+    if kind in ("Sequence", "List", "LargeList") or isinstance(feature, list):
+        raise DatasetError(f"label column '{label}' holds lists (multi-label); expected one integer class per "
+                           "example")
+    if kind == "ClassLabel":
+        n_classes = int(feature.num_classes)
+    else:
+        dtype = getattr(feature, "dtype", "")
+        if not str(dtype).startswith(("int", "uint")):
+            raise DatasetError(f"label column '{label}' has type {dtype or kind}; expected integer class ids "
+                               "(cast it with dataset.class_encode_column('" + label + "'))")
+        values = np.asarray(dataset[label])
+        if values.min() < 0:
+            raise DatasetError(f"label column '{label}' has negative class ids; expected 0..C-1")
+        n_classes = int(values.max()) + 1
+
+    if modality not in (None, "text", "image"):
+        raise DatasetError(f"unknown modality {modality!r}; expected 'text' or 'image'")
+    image = image_column or (None if modality == "text" else next(
+        (c for c in names if _feature_type(features[c]) == "Image"), None) or next(
+        (c for c in IMAGE_NAMES if c in names and c != label), None))
+    if image is not None:
+        if image not in names:
+            raise DatasetError(f"image column '{image}' not in the dataset; columns: {names}")
+        return Columns(label=label, n_classes=n_classes, image=image)
+    if modality == "image":
+        raise DatasetError(f"no image column found among {names}; expected an Image feature (or image_column=...)")
+
+    strings = [c for c in names if c != label and getattr(features[c], "dtype", None) in ("string", "large_string")]
+    text = text_column or next((c for c in TEXT_NAMES if c in strings), None) or (strings[0] if strings else None)
+    if text is None or text not in names:
+        raise DatasetError(f"no text or image column found among {names}; expected a string column such as "
+                           f"{', '.join(TEXT_NAMES[:3])}, or an Image feature (or pass text_column=...)")
+    pair = text_pair_column
+    if pair is None and text_column is None:
+        pair = next((c for c in PAIR_NAMES if c in strings and c != text), None)
+    if pair is not None and pair not in names:
+        raise DatasetError(f"text pair column '{pair}' not in the dataset; columns: {names}")
+    return Columns(label=label, n_classes=n_classes, text=text, text_pair=pair)
+
+
+def stratified_indices(labels: np.ndarray, max_samples: int | None, seed: int = 0) -> np.ndarray:
+    """At most `max_samples` indices with every class kept in proportion (at least one each), sorted.
+
+    A fixed seed makes the sample, and so the cached score, reproducible.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if max_samples is None or max_samples >= n:
+        return np.arange(n)
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.maximum(1, np.floor(counts / n * max_samples).astype(int))
+    while quota.sum() > max_samples:  # more classes than samples allowed: drop from the largest quotas
+        quota[np.argmax(quota)] -= 1
+    spare = max_samples - quota.sum()
+    order = np.argsort(-(counts / n * max_samples - np.floor(counts / n * max_samples)), kind="stable")
+    for i in order[:spare]:
+        quota[i] = min(counts[i], quota[i] + 1)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=min(q, cnt), replace=False)
+              for c, q, cnt in zip(classes, quota, counts, strict=True) if q > 0]
+    return np.sort(np.concatenate(chosen))

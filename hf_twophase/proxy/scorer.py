@@ -1,0 +1,360 @@
+"""`LEEPScorer` and `LogMEScorer`: transferability of a checkpoint to a user's labelled dataset.
+
+One pipeline serves both: columns are detected and checked first (a bad dataset fails before any model
+is loaded), a stratified sample is drawn with a fixed seed, batches are encoded in DataLoader workers
+with dynamic padding, and the model runs under `torch.inference_mode` (with bf16/fp16 autocast on a
+GPU) on the device accelerate picks. Scores are cached on disk by model, revision or content hash,
+dataset fingerprint, sample cap and seed, so a repeated recall costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import Columns, detect_columns, stratified_indices
+from .leep import LEEPAccumulator
+from .logme import logme
+from .models import (
+    LoadedModel,
+    ModelLoadError,
+    encode_batch,
+    forward_features,
+    forward_log_probs,
+    image_prep,
+    load_model,
+    prepare_on_device,
+)
+from .models import n_source_labels as count_source_labels
+
+PATHS = {"text-classifier": "classifier-head", "image-classifier": "classifier-head", "timm": "classifier-head",
+         "masked-lm": "masked-lm-head"}
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("HF_TWOPHASE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hf_twophase")
+    return Path(root) / "proxy_scores"
+
+
+@dataclass
+class ProxyConfig:
+    """How a proxy score is computed. Every field changes speed or memory, never the formula."""
+
+    batch_size: int = field(default=64, metadata={"help": "Samples per forward pass."})
+    max_samples: int | None = field(
+        default=2000, metadata={"help": "Score at most this many samples (stratified by label); None = all."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the stratified sample."})
+    max_length: int = field(default=256, metadata={"help": "Text: tokens kept per example."})
+    num_workers: int | None = field(
+        default=None, metadata={"help": "DataLoader workers encoding batches (default: 0 on CPU, 4 on GPU)."}
+    )
+    device: str | None = field(default=None, metadata={"help": "Device (default: the one accelerate picks)."})
+    device_preprocess: str = field(
+        default="auto",
+        metadata={"help": "Resize and normalise same-size images on the accelerator ('auto': on CUDA), 'yes', 'no'."},
+    )
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "'auto' (bf16 on a GPU that has it, else fp16), 'bf16', 'fp16', 'no'."}
+    )
+    store_limit_mb: int = field(
+        default=512,
+        metadata={"help": "LEEP keeps source log-probabilities in memory up to this size, else runs two passes."},
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Score cache folder (default ~/.cache/hf_twophase/proxy_scores)."}
+    )
+    use_cache: bool = field(default=True, metadata={"help": "Read and write the score cache."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+    allow_pickle: bool = field(default=False, metadata={"help": "Allow pickled (.bin/.pth) weights."})
+    fallback: bool = field(
+        default=True, metadata={"help": "LEEP on a checkpoint without a head falls back to LogME on features."}
+    )
+
+
+@dataclass
+class ProxyResult:
+    """A proxy score and everything needed to trust and reuse it."""
+
+    model: str
+    method: str
+    score: float
+    normalized: float | None
+    n_samples: int
+    path: str
+    source_labels: str
+    n_source_labels: int | None
+    seconds: float
+    cached: bool = False
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.n_samples / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Map-style view whose items are whole encoded batches, so DataLoader workers do the encoding."""
+
+    def __init__(self, dataset, batches: list[np.ndarray], loaded: LoadedModel, columns: Columns, max_length: int,
+                 raw_images: bool):
+        self.dataset, self.batches, self.loaded, self.columns, self.max_length, self.raw_images = (
+            dataset, batches, loaded, columns, max_length, raw_images)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        idx = self.batches[i]
+        rows = self.dataset[idx.tolist()]
+        inputs = encode_batch(self.loaded, rows, self.columns, max_length=self.max_length, raw_images=self.raw_images)
+        return inputs, torch.as_tensor(
+            np.asarray(rows[self.columns.label]), dtype=torch.long)
+
+
+def _hash_files(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = [p for p in sorted(path.rglob("*")) if p.is_file()] if path.is_dir() else [path]
+    for p in files:
+        if p.suffix in (".json", ".safetensors", ".bin", ".pth", ".pt", ".txt", ".model"):
+            digest.update(p.name.encode())
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _model_key(model: Any, loaded: LoadedModel | None, revision: str | None) -> str | None:
+    """Identity of a checkpoint for the cache: Hub id + revision, or a content hash of local files/weights."""
+    if isinstance(model, torch.nn.Module):
+        digest = hashlib.sha256()
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return f"module:{type(model).__name__}:{digest.hexdigest()[:16]}"
+    spec = str(model)
+    local = Path(spec.removeprefix("local-dir:"))
+    if local.exists():
+        return f"local:{local.resolve()}:{_hash_files(local)}"
+    if revision:
+        return f"hub:{spec}@{revision}"
+    commit = getattr(getattr(loaded.model, "config", None), "_commit_hash", None) if loaded else None
+    return f"hub:{spec}@{commit}" if commit else None
+
+
+class _ProxyScorer:
+    method = "proxy"
+
+    def __init__(self, config: ProxyConfig | None = None, **overrides):
+        self.config = config or ProxyConfig()
+        for key, value in overrides.items():
+            if not hasattr(self.config, key):
+                raise TypeError(f"unknown ProxyConfig field {key!r}")
+            setattr(self.config, key, value)
+
+    # ------------------------------------------------------------------ public
+    def score(
+        self,
+        model: str | Path | torch.nn.Module,
+        dataset,
+        *,
+        label_column: str | None = None,
+        text_column: str | None = None,
+        text_pair_column: str | None = None,
+        image_column: str | None = None,
+        tokenizer: Any = None,
+        image_processor: Any = None,
+        revision: str | None = None,
+    ) -> ProxyResult:
+        """Score `model` on `dataset` (one `datasets.Dataset` split)."""
+        cfg = self.config
+        columns = detect_columns(dataset, label_column=label_column, text_column=text_column,
+                                 text_pair_column=text_pair_column, image_column=image_column)
+        labels = np.asarray(dataset[columns.label])
+        index = stratified_indices(labels, cfg.max_samples, cfg.seed)
+        key_parts = None
+        if cfg.use_cache and not isinstance(model, torch.nn.Module):
+            pre_key = _model_key(model, None, revision)
+            if pre_key:
+                key_parts = self._key_parts(pre_key, dataset, columns)
+                hit = self._cache_get(key_parts)
+                if hit:
+                    return hit
+        loaded = load_model(model, tokenizer=tokenizer, image_processor=image_processor, revision=revision,
+                            trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+        if loaded.modality != columns.modality:
+            raise ModelLoadError(f"model '{loaded.name}' takes {loaded.modality} input but the dataset's input is "
+                                 f"{columns.modality} (column '{columns.image or columns.text}')")
+        if cfg.use_cache and key_parts is None:
+            mkey = _model_key(model, loaded, revision)
+            key_parts = self._key_parts(mkey, dataset, columns) if mkey else None
+            hit = self._cache_get(key_parts) if key_parts else None
+            if hit:
+                return hit
+        start = time.perf_counter()
+        result = self._run(loaded, dataset, columns, index)
+        result.seconds = time.perf_counter() - start
+        if key_parts:
+            self._cache_put(key_parts, result)
+        return result
+
+    # ------------------------------------------------------------------ internals
+    def _run(self, loaded: LoadedModel, dataset, columns: Columns, index: np.ndarray) -> ProxyResult:
+        raise NotImplementedError
+
+    def _device(self) -> torch.device:
+        if self.config.device:
+            return torch.device(self.config.device)
+        from accelerate import PartialState
+
+        return PartialState().device
+
+    def _autocast(self, device: torch.device):
+        mode = self.config.mixed_precision
+        if device.type != "cuda" or mode == "no":
+            return nullcontext()
+        if mode == "auto":
+            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return torch.autocast("cuda", dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
+
+    def _batches(self, loaded: LoadedModel, dataset, columns: Columns, index: np.ndarray):
+        cfg = self.config
+        order = index
+        if columns.text:  # length-sorted batches: dynamic padding then pads little
+            lengths = np.array([len(str(t)) for t in dataset.select(index.tolist())[columns.text]])
+            order = index[np.argsort(lengths, kind="stable")]
+        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        if columns.image and type(dataset.features[columns.image]).__name__.startswith("Array"):
+            # fixed-shape arrays: read them as numpy blocks, not nested Python lists
+            dataset = dataset.with_format("numpy", columns=[columns.image, columns.label])
+        device = self._device()
+        workers = cfg.num_workers if cfg.num_workers is not None else (4 if device.type == "cuda" else 0)
+        self._prep = None
+        if columns.image and (cfg.device_preprocess == "yes" or (cfg.device_preprocess == "auto"
+                                                                  and device.type == "cuda")):
+            self._prep = image_prep(loaded)
+        loader = torch.utils.data.DataLoader(
+            _Batches(dataset, batches, loaded, columns, cfg.max_length, raw_images=self._prep is not None),
+            batch_size=None, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
+            persistent_workers=False)
+        return loader, device
+
+    def _iterate(self, loader, device, desc: str):
+        from tqdm.auto import tqdm
+
+        for inputs, labels in tqdm(loader, desc=desc, disable=not self.config.progress, leave=False):
+            inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+            if "raw_images" in inputs:
+                inputs = {"pixel_values": prepare_on_device(inputs.pop("raw_images"), self._prep)}
+            yield inputs, labels
+
+    def _features(self, loaded, dataset, columns, index) -> tuple[np.ndarray, np.ndarray]:
+        loader, device = self._batches(loaded, dataset, columns, index)
+        loaded.model.to(device)
+        feats, labels = [], []
+        with torch.inference_mode(), self._autocast(device):
+            for inputs, y in self._iterate(loader, device, f"features {loaded.name}"):
+                feats.append(forward_features(loaded, inputs).cpu())
+                labels.append(y)
+        return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+
+    def _logme_result(self, loaded, dataset, columns, index) -> ProxyResult:
+        features, labels = self._features(loaded, dataset, columns, index)
+        return ProxyResult(model=loaded.name, method="logme", score=logme(features, labels), normalized=None,
+                           n_samples=len(labels), path="features", n_source_labels=None,
+                           source_labels=f"none (pooled features, D={features.shape[1]})", seconds=0.0)
+
+    def _key_parts(self, model_key: str, dataset, columns: Columns) -> dict:
+        cfg = self.config
+        return {"method": self.method, "model": model_key, "dataset": getattr(dataset, "_fingerprint", None),
+                "columns": asdict(columns), "max_samples": cfg.max_samples, "seed": cfg.seed,
+                "max_length": cfg.max_length, "fallback": cfg.fallback}
+
+    def _cache_path(self, parts: dict) -> Path | None:
+        if parts.get("dataset") is None:
+            return None
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+        return Path(self.config.cache_dir or default_cache_dir()) / f"{digest}.json"
+
+    def _cache_get(self, parts: dict) -> ProxyResult | None:
+        path = self._cache_path(parts)
+        if path is None or not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return ProxyResult(**{**data["result"], "cached": True})
+        except (ValueError, KeyError, TypeError):
+            return None  # a damaged cache entry is recomputed, never trusted
+
+    def _cache_put(self, parts: dict, result: ProxyResult) -> None:
+        path = self._cache_path(parts)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"key": parts, "result": result.to_dict()}))
+        os.replace(tmp, path)
+
+
+class LEEPScorer(_ProxyScorer):
+    """LEEP of a checkpoint's own head on the user's labels; LogME on features when there is no head.
+
+    Classifier heads (transformers or timm) give the source label distribution directly; a checkpoint
+    with its masked-LM head gives the vocabulary distribution at a mask appended to the input; a bare
+    encoder has no source labels, so with `fallback=True` it is scored with LogME and the result says so.
+    """
+
+    method = "leep"
+
+    def _run(self, loaded, dataset, columns, index):
+        if not loaded.has_head:
+            if not self.config.fallback:
+                raise ModelLoadError(f"model '{loaded.name}' has no classification or pre-training head, so LEEP "
+                                     "is undefined; use LogMEScorer or fallback=True")
+            return self._logme_result(loaded, dataset, columns, index)
+        n_z = count_source_labels(loaded)
+        acc = LEEPAccumulator(columns.n_classes, n_z)
+        loader, device = self._batches(loaded, dataset, columns, index)
+        loaded.model.to(device)
+        keep = len(index) * n_z * 4 <= self.config.store_limit_mb * 2**20
+        stored: list[tuple[torch.Tensor, torch.Tensor]] = []
+        with torch.inference_mode(), self._autocast(device):
+            for inputs, y in self._iterate(loader, device, f"LEEP {loaded.name}"):
+                log_theta = forward_log_probs(loaded, inputs)
+                acc.update_joint(log_theta, y)
+                if keep:
+                    stored.append((log_theta.cpu(), y))
+            if keep:
+                for log_theta, y in stored:
+                    acc.score(log_theta, y)
+            else:  # the source label space is too large to keep per sample: recompute in a second pass
+                for inputs, y in self._iterate(loader, device, f"LEEP {loaded.name} (pass 2)"):
+                    acc.score(forward_log_probs(loaded, inputs), y)
+        score = acc.result()
+        what = "vocabulary tokens at a mask" if loaded.kind == "masked-lm" else "classes of the head"
+        return ProxyResult(model=loaded.name, method="leep", score=score, normalized=math.exp(score),
+                           n_samples=acc.n, path=PATHS[loaded.kind], n_source_labels=n_z,
+                           source_labels=f"{n_z} {what}", seconds=0.0)
+
+
+class LogMEScorer(_ProxyScorer):
+    """LogME on pooled penultimate features: needs no head, so it scores every kind of checkpoint."""
+
+    method = "logme"
+
+    def _run(self, loaded, dataset, columns, index):
+        return self._logme_result(loaded, dataset, columns, index)

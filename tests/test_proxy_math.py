@@ -1,0 +1,86 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hf_twophase.proxy import LEEPAccumulator, leep, logme
+
+
+def _loop_leep(theta: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+    """The formula of Nguyen et al. written as plainly as possible."""
+    n, n_z = theta.shape
+    joint = np.zeros((n_classes, n_z))
+    for i in range(n):
+        for z in range(n_z):
+            joint[y[i], z] += theta[i, z] / n
+    total = 0.0
+    for i in range(n):
+        s = 0.0
+        for z in range(n_z):
+            marginal = sum(joint[yy, z] for yy in range(n_classes))
+            s += joint[y[i], z] / marginal * theta[i, z]
+        total += math.log(s)
+    return total / n
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_leep_matches_loop_formula(seed):
+    rng = np.random.default_rng(seed)
+    logits = torch.tensor(rng.normal(size=(60, 6)) * 2.0)
+    y = rng.integers(0, 4, size=60)
+    theta = torch.softmax(logits, dim=1).numpy()
+    assert leep(torch.log_softmax(logits, 1), torch.tensor(y), 4) == pytest.approx(_loop_leep(theta, y, 4), abs=1e-6)
+
+
+def test_streaming_two_passes_equal_in_memory():
+    rng = np.random.default_rng(3)
+    log_theta = torch.log_softmax(torch.tensor(rng.normal(size=(101, 9))), 1)
+    y = torch.tensor(rng.integers(0, 3, size=101))
+    acc = LEEPAccumulator(3, 9)
+    for part in torch.split(torch.arange(101), 17):
+        acc.update_joint(log_theta[part], y[part])
+    for part in torch.split(torch.arange(101), 23):  # other batch boundaries in pass 2
+        acc.score(log_theta[part], y[part])
+    assert acc.result() == pytest.approx(leep(log_theta, y, 3), abs=1e-12)
+
+
+def test_tiny_probabilities_and_absent_class_stay_finite():
+    log_theta = torch.tensor([[0.0, -1000.0, -2000.0], [-1000.0, 0.0, -3000.0], [-5.0, -0.01, -800.0]])
+    y = torch.tensor([0, 1, 1])
+    value = leep(log_theta, y, n_target_classes=5)  # classes 2..4 never occur
+    assert math.isfinite(value) and value <= 0
+    perfect = leep(torch.log(torch.eye(3).clamp(min=1e-300)), torch.tensor([0, 1, 2]))
+    assert perfect == pytest.approx(0.0, abs=1e-9)
+
+
+def test_accumulator_misuse():
+    acc = LEEPAccumulator(2, 2)
+    with pytest.raises(RuntimeError, match="no samples"):
+        acc.score(torch.zeros(1, 2), torch.tensor([0]))
+    acc.update_joint(torch.log(torch.tensor([[0.5, 0.5]])), torch.tensor([0]))
+    with pytest.raises(RuntimeError, match="both passes"):
+        acc.result()
+
+
+def _direct_evidence(f, y, alpha, beta):
+    n, d = f.shape
+    a = alpha * np.eye(d) + beta * f.T @ f
+    m = beta * np.linalg.solve(a, f.T @ y)
+    res = y - f @ m
+    return (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi) - beta / 2 * res @ res
+            - alpha / 2 * m @ m - np.linalg.slogdet(a)[1] / 2) / n
+
+
+@pytest.mark.parametrize("shape", [(80, 5), (20, 40)])  # more samples than features, and fewer
+def test_logme_is_the_maximised_evidence(shape):
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=shape)
+    labels = (f[:, 0] + 0.5 * rng.normal(size=shape[0]) > 0).astype(int)
+    score = logme(f, labels)
+    # the evidence at any other (alpha, beta) is lower: LogME is its maximum, averaged over both classes
+    for alpha, beta in [(1.0, 1.0), (0.1, 5.0), (10.0, 0.5)]:
+        direct = np.mean([_direct_evidence(f, (labels == k).astype(float), alpha, beta) for k in (0, 1)])
+        assert direct <= score + 1e-9
+    if shape[0] > shape[1]:  # with enough samples, informative features beat random ones
+        assert score > logme(rng.normal(size=shape), labels)
