@@ -16,4 +16,4 @@ python3 benchmarks/proxy_throughput.py --model bert-base --tokenizer "$TOK" --sa
   --seq-len 128 --device cuda --num-workers 8 --json 2>"$OUT/bert.err" | tee "$OUT/bert.json"
 python3 benchmarks/proxy_throughput.py --model vit-base --samples 32768 --batch-size 256 --image-side 96 \
   --device cuda --num-workers 8 --json 2>"$OUT/vit.err" | tee "$OUT/vit.json"
-tail -3 "$OUT/bert.err" "$OUT/vit.err"
+tail -n 3 "$OUT/bert.err" "$OUT/vit.err"

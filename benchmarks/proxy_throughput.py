@@ -27,30 +27,43 @@ import transformers as tf
 from hf_twophase.proxy import LEEPScorer
 
 
-def text_dataset(tokenizer, n: int, seq_len: int, seed: int = 0) -> datasets.Dataset:
-    """Texts of about `seq_len` word-piece tokens drawn from the vocabulary, with 4 balanced labels."""
+def text_dataset(tokenizer, n: int, seq_len: int, folder: str, seed: int = 0) -> datasets.Dataset:
+    """Texts of about `seq_len` word-piece tokens drawn from the vocabulary, with 4 balanced labels.
+
+    Written through `from_generator` (a file-backed table), as a real dataset on disk would be.
+    """
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
-    vocab = [w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 2][:20000]
-    words = rng.choice(vocab, size=(n, seq_len - 2))
-    texts = [" ".join(row) for row in words]
+    vocab = np.array([w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 2][:20000])
+    words = rng.integers(0, len(vocab), size=(n, seq_len - 2))
+    texts = [" ".join(vocab[row]) for row in words]
+    path = f"{folder}/texts.parquet"
+    pd.DataFrame({"text": texts, "label": np.arange(n) % 4}).to_parquet(path)
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(num_classes=4)})
-    return datasets.Dataset.from_dict({"text": texts, "label": (np.arange(n) % 4).tolist()}, features=features)
+    return datasets.load_dataset("parquet", data_files=path, split="train", features=features, cache_dir=folder)
 
 
 def image_dataset(n: int, side: int, folder: str, seed: int = 0) -> datasets.Dataset:
-    """uint8 RGB images of `side` px (resized by the model's own preprocessing), saved and memory-mapped."""
+    """PNG-encoded RGB images of `side` px in an `Image` column (resized by the model's own preprocessing)."""
+    import io
+
+    from PIL import Image
+
     rng = np.random.default_rng(seed)
-    features = datasets.Features({"image": datasets.Array3D(shape=(side, side, 3), dtype="uint8"),
-                                  "label": datasets.ClassLabel(num_classes=10)})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
+    tiles = rng.integers(0, 255, size=(64, side, side, 3), dtype=np.uint8)
 
-    def chunks():
-        for start in range(0, n, 1024):
-            m = min(1024, n - start)
-            yield from ({"image": img, "label": int(start + i) % 10}
-                        for i, img in enumerate(rng.integers(0, 255, size=(m, side, side, 3), dtype=np.uint8)))
+    def rows():
+        encoded = []
+        for tile in tiles:  # 64 distinct images, reused: encoding is not what we measure
+            buf = io.BytesIO()
+            Image.fromarray(tile).save(buf, format="PNG")
+            encoded.append(buf.getvalue())
+        for i in range(n):
+            yield {"image": {"bytes": encoded[i % 64], "path": None}, "label": i % 10}
 
-    ds = datasets.Dataset.from_generator(chunks, features=features, cache_dir=folder)
-    return ds
+    return datasets.Dataset.from_generator(rows, features=features, cache_dir=folder)
 
 
 def build(name: str, tokenizer_path: str | None):
@@ -86,6 +99,7 @@ def main() -> None:
     parser.add_argument("--image-side", type=int, default=96, help="stored image size (resized by the model)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--device-preprocess", default="auto", choices=["auto", "yes", "no"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -98,12 +112,12 @@ def main() -> None:
     device = torch.device(args.device)
     model.eval().to(device)
     scorer = LEEPScorer(batch_size=args.batch_size, max_samples=None, use_cache=False, progress=False,
-                        device=args.device, num_workers=args.num_workers)
+                        device=args.device, num_workers=args.num_workers, device_preprocess=args.device_preprocess)
     autocast = scorer._autocast(device)
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
         if modality == "text":
-            ds = text_dataset(extras["tokenizer"], args.samples, args.seq_len)
+            ds = text_dataset(extras["tokenizer"], args.samples, args.seq_len, folder)
             enc = extras["tokenizer"](ds["text"][: args.batch_size], padding="max_length", truncation=True,
                                       max_length=args.seq_len, return_tensors="pt")
             bare_batch = {k: v.to(device) for k, v in enc.items()}
@@ -128,7 +142,7 @@ def main() -> None:
         bare(min(3, n_batches))  # warm-up (kernels, allocator)
         bare_s = bare(n_batches)
         warm = LEEPScorer(batch_size=args.batch_size, max_samples=args.batch_size * 2, use_cache=False,
-                          progress=False, device=args.device, num_workers=0)
+                          progress=False, device=args.device, num_workers=0, device_preprocess=args.device_preprocess)
         warm.score(model, ds, **extras)
         result = scorer.score(model, ds, **extras)
     out = {

@@ -24,9 +24,45 @@ from .trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor
 
 __version__ = "0.1.0"
 
+_LAZY = {  # torch-heavy pieces load on first use, so the CLI and the pure algorithms start fast
+    "LEEPScorer": "hf_twophase.proxy", "LogMEScorer": "hf_twophase.proxy", "ProxyConfig": "hf_twophase.proxy",
+    "ProxyResult": "hf_twophase.proxy",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hf_twophase' has no attribute {name!r}")
+
 __all__ = [
-    "BenchmarkCurves", "BruteForce", "Clustering", "ClusteringConfig", "Decision", "FineSelection",
-    "GainTrendPredictor", "HFTwoPhaseError", "PaperTrendPredictor", "PerformanceMatrix", "Phase1", "RecallResult",
-    "RecordsError", "SelectionError", "SelectionRun", "StageSchedule", "SuccessiveHalving", "TwoPhase", "__version__",
-    "cluster_models", "coarse_recall", "make_fine_selection", "read_proxy_scores",
+    "BenchmarkCurves",
+    "BruteForce",
+    "Clustering",
+    "ClusteringConfig",
+    "Decision",
+    "FineSelection",
+    "GainTrendPredictor",
+    "HFTwoPhaseError",
+    "LEEPScorer",
+    "LogMEScorer",
+    "PaperTrendPredictor",
+    "PerformanceMatrix",
+    "Phase1",
+    "ProxyConfig",
+    "ProxyResult",
+    "RecallResult",
+    "RecordsError",
+    "SelectionError",
+    "SelectionRun",
+    "StageSchedule",
+    "SuccessiveHalving",
+    "TwoPhase",
+    "__version__",
+    "cluster_models",
+    "coarse_recall",
+    "make_fine_selection",
+    "read_proxy_scores",
 ]

@@ -40,9 +40,13 @@ class LEEPAccumulator:
             raise RuntimeError("the joint is final once scoring has started")
         log_theta = log_theta.to(self.log_joint.device, torch.float64)
         labels = labels.to(self.log_joint.device)
-        for y in torch.unique(labels).tolist():
-            part = torch.logsumexp(log_theta[labels == y], dim=0)
-            self.log_joint[y] = torch.logaddexp(self.log_joint[y], part)
+        # per-class log-sum-exp by scatter, with a per-(class, label) shift: no Python loop over classes and no
+        # host-device synchronisation, so the accelerator never waits for this bookkeeping
+        index = labels.view(-1, 1).expand_as(log_theta)
+        shift = torch.full_like(self.log_joint, -math.inf).scatter_reduce_(0, index, log_theta, "amax")
+        safe = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+        sums = torch.zeros_like(self.log_joint).index_add_(0, labels, torch.exp(log_theta - safe[labels]))
+        self.log_joint = torch.logaddexp(self.log_joint, torch.log(sums) + safe)
         self.n += int(labels.numel())
 
     def _conditional(self) -> torch.Tensor:

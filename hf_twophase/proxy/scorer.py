@@ -58,7 +58,7 @@ class ProxyConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the stratified sample."})
     max_length: int = field(default=256, metadata={"help": "Text: tokens kept per example."})
     num_workers: int | None = field(
-        default=None, metadata={"help": "DataLoader workers encoding batches (default: 0 on CPU, 4 on GPU)."}
+        default=None, metadata={"help": "DataLoader workers encoding batches (default: 0 on CPU, cores - 1 on GPU)."}
     )
     device: str | None = field(default=None, metadata={"help": "Device (default: the one accelerate picks)."})
     device_preprocess: str = field(
@@ -242,7 +242,10 @@ class _ProxyScorer:
             # fixed-shape arrays: read them as numpy blocks, not nested Python lists
             dataset = dataset.with_format("numpy", columns=[columns.image, columns.label])
         device = self._device()
-        workers = cfg.num_workers if cfg.num_workers is not None else (4 if device.type == "cuda" else 0)
+        # on a GPU, encoding must keep up with the model: one worker per spare core (forked workers tokenise
+        # single-threaded); on a CPU the cores are the model's
+        spare = max(1, min(12, (os.cpu_count() or 2) - 1))
+        workers = cfg.num_workers if cfg.num_workers is not None else (spare if device.type == "cuda" else 0)
         self._prep = None
         if columns.image and (cfg.device_preprocess == "yes" or (cfg.device_preprocess == "auto"
                                                                   and device.type == "cuda")):
@@ -260,7 +263,7 @@ class _ProxyScorer:
             inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
             if "raw_images" in inputs:
                 inputs = {"pixel_values": prepare_on_device(inputs.pop("raw_images"), self._prep)}
-            yield inputs, labels
+            yield inputs, labels.to(device, non_blocking=True)
 
     def _features(self, loaded, dataset, columns, index) -> tuple[np.ndarray, np.ndarray]:
         loader, device = self._batches(loaded, dataset, columns, index)
@@ -327,8 +330,8 @@ class LEEPScorer(_ProxyScorer):
                                      "is undefined; use LogMEScorer or fallback=True")
             return self._logme_result(loaded, dataset, columns, index)
         n_z = count_source_labels(loaded)
-        acc = LEEPAccumulator(columns.n_classes, n_z)
         loader, device = self._batches(loaded, dataset, columns, index)
+        acc = LEEPAccumulator(columns.n_classes, n_z, device=device)  # bookkeeping stays on the accelerator
         loaded.model.to(device)
         keep = len(index) * n_z * 4 <= self.config.store_limit_mb * 2**20
         stored: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -337,7 +340,7 @@ class LEEPScorer(_ProxyScorer):
                 log_theta = forward_log_probs(loaded, inputs)
                 acc.update_joint(log_theta, y)
                 if keep:
-                    stored.append((log_theta.cpu(), y))
+                    stored.append((log_theta, y))
             if keep:
                 for log_theta, y in stored:
                     acc.score(log_theta, y)
