@@ -148,8 +148,10 @@ class FineSelection(SelectionPolicy):
         schedule: StageSchedule | None = None,
         rank_by: str = "val",
         bound: str = "point",
+        curve_step: Callable[[int], int] | None = None,
     ):
         super().__init__(schedule)
+        self.curve_step = curve_step  # live step -> index into the benchmark curves (e.g. the stage number)
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
         if rank_by not in ("val", "predicted", "optimistic"):
@@ -176,7 +178,8 @@ class FineSelection(SelectionPolicy):
         key = (candidate, step, val)
         if key not in self._cache:
             curves = self.curves_of(candidate)
-            self._cache[key] = None if curves is None else self.predictor.predict(curves, step, val)
+            at = self.curve_step(step) if self.curve_step else step
+            self._cache[key] = None if curves is None else self.predictor.predict(curves, at, val)
         return self._cache[key]
 
     def prune(self, step, alive, vals, final=False):

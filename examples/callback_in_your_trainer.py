@@ -1,0 +1,95 @@
+"""Add fine selection to a plain, existing Trainer script that fine-tunes several models.
+
+Each model is trained by its own ordinary Trainer; one extra line adds the callback. Run the models one
+after another (this script, `--mode async`: ASHA-style, a model goes on while it stays among the best of
+those that already reached the same stage), or at the same time in several processes sharing the state
+folder (`--mode sync`: each stage waits for every live model):
+
+    python examples/callback_in_your_trainer.py --models M1 M2 M3 --state-dir runs/state --mode async
+
+With no --models it makes three tiny BERT classifiers and a small sentiment dataset, offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import transformers as tf
+
+from hf_twophase.callback import FineSelectionCallback
+from hf_twophase.candidates import accuracy
+from hf_twophase.policies import StageSchedule, SuccessiveHalving
+from hf_twophase.selection_state import DirectorySelectionState
+
+
+def demo_models(folder: Path) -> list[str]:
+    from hf_twophase.packaged import minilm_path
+
+    tok = tf.AutoTokenizer.from_pretrained(minilm_path())
+    paths = []
+    for i, hidden in enumerate((32, 8, 16)):
+        config = tf.BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=2 * hidden, num_labels=2)
+        path = folder / f"tiny-bert-{i}"
+        tf.BertForSequenceClassification(config).save_pretrained(path)
+        tok.save_pretrained(path)
+        paths.append(str(path))
+    return paths
+
+
+def demo_data():
+    import datasets
+
+    rng = np.random.default_rng(0)
+    pos, neg = ["good", "great", "fine", "superb"], ["bad", "awful", "dull", "poor"]
+    labels = rng.integers(0, 2, 320)
+    texts = [" ".join(rng.choice(pos if y else neg, 3)) for y in labels]
+    ds = datasets.Dataset.from_dict({"text": texts, "label": labels.tolist()})
+    return ds.select(range(256)), ds.select(range(256, 320))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--state-dir", default=None)
+    parser.add_argument("--mode", choices=["sync", "async"], default="async")
+    parser.add_argument("--max-steps", type=int, default=40)
+    parser.add_argument("--stage-steps", type=int, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hf-twophase-example-"))
+    models = args.models or demo_models(work)
+    train, evaluation = demo_data()
+
+    # --- the selection: one shared state for every Trainer (a folder, so other processes can join)
+    state = DirectorySelectionState(args.state_dir or work / "state",
+                                    lambda: SuccessiveHalving(StageSchedule(args.stage_steps)), models,
+                                    budget=args.max_steps, mode=args.mode)
+
+    for name in models:  # --- an ordinary fine-tuning script, model after model
+        tokenizer = tf.AutoTokenizer.from_pretrained(name)
+        model = tf.AutoModelForSequenceClassification.from_pretrained(name, num_labels=2)
+
+        def encode(batch, tokenizer=tokenizer):
+            return tokenizer(batch["text"], truncation=True)
+
+        trainer = tf.Trainer(
+            model=model,
+            args=tf.TrainingArguments(output_dir=str(work / Path(name).name), max_steps=args.max_steps,
+                                      per_device_train_batch_size=16, learning_rate=3e-3, report_to=[],
+                                      use_cpu=True, disable_tqdm=True, log_level="error"),
+            train_dataset=train.map(encode, batched=True), eval_dataset=evaluation.map(encode, batched=True),
+            processing_class=tokenizer, compute_metrics=accuracy,
+        )
+        callback = FineSelectionCallback(state, name)  # the one added line...
+        trainer.add_callback(callback)  # ...and its registration
+        trainer.train()
+        stopped = next((f"stopped at step {s}: {v.reason}" for s, v in callback.verdicts if not v.go_on),
+                       "trained to the end")
+        print(f"{name}: {stopped}; curve {callback.curve}")
+
+
+if __name__ == "__main__":
+    main()

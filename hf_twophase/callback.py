@@ -1,0 +1,172 @@
+"""`FineSelectionCallback`: fine selection inside an existing `transformers.Trainer`, with one line.
+
+    trainer.add_callback(FineSelectionCallback(state, candidate="bert-base-uncased"))
+
+At every stage end of the policy's schedule (counted in optimizer steps) the callback asks the Trainer
+to evaluate, reports the metric to the shared `SelectionState`, and, when the policy prunes this
+candidate, sets `control.should_training_stop` and says why. The callback only changes `control`: the
+Trainer is never forked.
+
+When a coordinator interleaves several Trainers in one process, it hands the callback a `gate`: at a
+stage end the candidate gives up the accelerator (its model and optimizer state move to host memory,
+its random-number state is put aside) and waits for its next turn, so pausing never changes what it
+learns.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from .errors import SelectionError
+from .selection_state import SelectionState, Verdict
+
+logger = logging.getLogger(__name__)
+
+
+def _move_optimizer_state(optimizer, device: torch.device) -> None:
+    if optimizer is None:
+        return
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the optimizer
+    for state in inner.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.device != device:
+                state[key] = value.to(device, non_blocking=True)
+
+
+class FineSelectionCallback(TrainerCallback):
+    """Report at each stage end; stop this Trainer when the policy prunes its candidate."""
+
+    def __init__(self, state: SelectionState, candidate: str, *, metric: str = "eval_accuracy",
+                 greater_is_better: bool = True, gate: Any = None, board: Any = None, save_stages: bool = False):
+        self.selection = state
+        self.candidate = candidate
+        self.metric = metric
+        self.greater_is_better = greater_is_better
+        self.gate = gate
+        self.board = board  # with a coordinator: verdicts come from its main thread, decided once for all ranks
+        self.pending_step: int | None = None
+        self.save_stages = save_stages
+        self.verdicts: list[tuple[int, Verdict]] = []
+        self.curve: dict[int, float] = {}
+        self._rng: dict | None = None
+        self._device: torch.device | None = None
+        self._holding = False
+        self._nan_loss_at: int | None = None
+        self._pre_eval_rng: dict | None = None
+
+    # ---------------------------------------------------------------- gate (coordinator only)
+    def mark_holding(self) -> None:
+        """The coordinator built this Trainer during the candidate's turn: it already holds the gate."""
+        self._holding = True
+
+    def _acquire(self, model, optimizer) -> None:
+        if self.gate is None or self._holding:
+            return
+        self.gate.acquire(self.candidate)
+        self._holding = True
+        if self._rng is not None:
+            random.setstate(self._rng["python"])
+            np.random.set_state(self._rng["numpy"])
+            torch.set_rng_state(self._rng["torch"])
+            if self._rng.get("cuda") is not None:
+                torch.cuda.set_rng_state_all(self._rng["cuda"])
+        if self._device is not None and self._device.type != "cpu":
+            model.to(self._device)
+            _move_optimizer_state(optimizer, self._device)
+
+    @staticmethod
+    def _capture_rng() -> dict:
+        return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def _release(self, model, optimizer) -> None:
+        if self.gate is None or not self._holding:
+            return
+        # the state from before this stage's evaluation: creating the eval DataLoader draws from the global
+        # generator, and a paused candidate must resume exactly where uninterrupted training would be
+        self._rng = self._pre_eval_rng or self._capture_rng()
+        self._pre_eval_rng = None
+        if model is not None:
+            self._device = next(model.parameters()).device
+            if self._device.type != "cpu":  # paused: only the running candidate sits on the accelerator
+                model.to("cpu")
+                _move_optimizer_state(optimizer, torch.device("cpu"))
+                torch.cuda.empty_cache()
+        self._holding = False
+        self.gate.release(self.candidate)
+
+    # ---------------------------------------------------------------- Trainer events
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        budget = state.max_steps
+        if budget != self.selection.budget:
+            raise SelectionError(f"candidate {self.candidate}: the Trainer trains {budget} steps but the selection "
+                                 f"budget is {self.selection.budget}; set max_steps={self.selection.budget}")
+        self._acquire(model, optimizer)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.selection.stage_ends and state.global_step not in self.curve:
+            if self.gate is not None:
+                self._pre_eval_rng = self._capture_rng()
+            control.should_evaluate = True
+            control.should_save = self.save_stages
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, optimizer=None, **kwargs):
+        step = state.global_step
+        if step not in self.selection.stage_ends or step in self.curve:
+            return control
+        metrics = metrics or {}
+        if self.metric not in metrics:
+            raise SelectionError(f"metric '{self.metric}' not in the evaluation metrics "
+                                 f"({', '.join(sorted(metrics))}); pass metric=... or compute_metrics to the Trainer")
+        value = float(metrics[self.metric])
+        value = value if self.greater_is_better else -value
+        self.curve[step] = value
+        if self._nan_loss_at is not None:
+            value = float("nan")
+            self.curve[step] = value
+            self.selection.drop(self.candidate, f"training loss became NaN at step {self._nan_loss_at}")
+        elif math.isnan(value):
+            self.selection.drop(self.candidate, f"metric {self.metric} is NaN at step {step}")
+        else:
+            self.selection.report(self.candidate, step, value)
+        self.pending_step = step
+        self._release(model, optimizer)
+        verdict = self._decide(step)
+        self.pending_step = None
+        self.verdicts.append((step, verdict))
+        if verdict.go_on:
+            self._acquire(model, optimizer)
+        else:
+            control.should_training_stop = True
+            control.should_save = False
+            logger.info("fine selection: %s stops at step %d (%s)", self.candidate, step, verdict.reason)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self._nan_loss_at is None:
+            self._nan_loss_at = state.global_step  # dropped at the next stage end, with this reason
+
+    def on_train_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        self._release(None, None)
+
+    def _decide(self, step: int) -> Verdict:
+        """Every rank must act alike: rank 0 decides and broadcasts (transformers #18609)."""
+        if self.board is not None:
+            return self.board.wait(self.candidate, step)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            box = [self.selection.verdict(self.candidate, step) if torch.distributed.get_rank() == 0 else None]
+            torch.distributed.broadcast_object_list(box, src=0)
+            return box[0]
+        if math.isnan(self.curve[step]):
+            return Verdict(False, "dropped: metric is NaN")
+        return self.selection.verdict(self.candidate, step)

@@ -1,0 +1,176 @@
+"""Candidates for fine-tuning: load each with a head sized to the user's labels, and encode the data its way.
+
+Candidates may use different vocabularies and resolutions, so each gets its own tokenized (or
+transformed) copy of the splits. timm models are wrapped so the Trainer can train them like any
+transformers classifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.modeling_outputs import ImageClassifierOutput
+
+from .errors import HFTwoPhaseError
+from .proxy.data import Columns
+from .proxy.models import _as_rgb, _is_timm_dir
+
+
+class CandidateError(HFTwoPhaseError, RuntimeError):
+    """A candidate cannot be trained as given (the message says why); the selection goes on without it."""
+
+
+@dataclass
+class Candidate:
+    """A model to select among: a Hub id or local path, a loaded module, or a `model_init` callable."""
+
+    name: str
+    model: Any = None
+    tokenizer: Any = None
+    image_processor: Any = None
+
+    @classmethod
+    def of(cls, spec: Any) -> Candidate:
+        if isinstance(spec, Candidate):
+            return spec
+        if isinstance(spec, str | Path):
+            return cls(name=str(spec), model=str(spec))
+        raise CandidateError(f"cannot make a candidate of {type(spec).__name__}; expected a Hub id, a path or "
+                             "hf_twophase.Candidate(name, model, tokenizer=..., image_processor=...)")
+
+
+class TimmClassifier(torch.nn.Module):
+    """A timm model with the `pixel_values, labels -> loss, logits` interface the Trainer expects."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
+        logits = self.model(pixel_values)
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+
+@dataclass
+class Prepared:
+    """A candidate ready for a Trainer: the module, its encoded splits and collator."""
+
+    name: str
+    model: torch.nn.Module
+    train_dataset: Any
+    eval_dataset: Any
+    data_collator: Any
+    processing: Any
+    kind: str
+
+
+def _timm_for(spec: str, n_classes: int) -> torch.nn.Module:
+    import timm
+
+    path = Path(spec.removeprefix("local-dir:"))
+    name = f"local-dir:{path}" if (spec.startswith("local-dir:") or path.is_dir()) else (
+        spec if spec.startswith("hf-hub:") else f"hf-hub:{spec}")
+    return timm.create_model(name, pretrained=True, num_classes=n_classes)
+
+
+def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code: bool = False,
+                   allow_pickle: bool = False) -> tuple[torch.nn.Module, Any, str]:
+    """(module, tokenizer or image transform, kind) with a head of `columns.n_classes` outputs."""
+    import transformers as tf
+
+    n = columns.n_classes
+    spec = candidate.model
+    try:
+        if callable(spec) and not isinstance(spec, torch.nn.Module):
+            spec = spec()
+        if isinstance(spec, torch.nn.Module):
+            return _wrap_loaded(candidate, spec, columns)
+        spec = str(spec)
+        if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or _is_timm_dir(Path(spec)):
+            import timm.data
+
+            model = _timm_for(spec, n)
+            cfg = timm.data.resolve_data_config({}, model=model)
+            return TimmClassifier(model), timm.data.create_transform(**cfg), "timm"
+        common = {"trust_remote_code": trust_remote_code}
+        weights = {**common, "use_safetensors": None if allow_pickle else True, "num_labels": n,
+                   "ignore_mismatched_sizes": True}
+        if columns.modality == "image":
+            model = tf.AutoModelForImageClassification.from_pretrained(spec, **weights)
+            proc = candidate.image_processor or tf.AutoImageProcessor.from_pretrained(spec, **common)
+            return model, proc, "image-classifier"
+        model = tf.AutoModelForSequenceClassification.from_pretrained(spec, **weights)
+        tok = candidate.tokenizer or tf.AutoTokenizer.from_pretrained(spec, **common)
+        return model, tok, "text-classifier"
+    except CandidateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the selection goes on; the report keeps the reason
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CandidateError(f"{candidate.name}: could not load: {type(exc).__name__}: {first}") from exc
+
+
+def _wrap_loaded(candidate: Candidate, module: torch.nn.Module, columns: Columns):
+    n = columns.n_classes
+    if hasattr(module, "pretrained_cfg") and not hasattr(module, "config"):  # timm
+        import timm.data
+
+        if module.num_classes != n:
+            module.reset_classifier(n)
+        cfg = timm.data.resolve_data_config({}, model=module)
+        return TimmClassifier(module), timm.data.create_transform(**cfg), "timm"
+    labels = getattr(getattr(module, "config", None), "num_labels", None)
+    if labels is not None and labels != n:
+        raise CandidateError(f"{candidate.name}: its head has {labels} outputs but the dataset has {n} classes; "
+                             "pass a Hub id or path (the head is then resized) or a model_init")
+    if columns.modality == "image":
+        if candidate.image_processor is None:
+            raise CandidateError(f"{candidate.name}: a loaded image model needs image_processor=...")
+        return module, candidate.image_processor, "image-classifier"
+    if candidate.tokenizer is None:
+        raise CandidateError(f"{candidate.name}: a loaded text model needs tokenizer=...")
+    return module, candidate.tokenizer, "text-classifier"
+
+
+def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length: int = 256,
+            trust_remote_code: bool = False, allow_pickle: bool = False) -> Prepared:
+    """Load a candidate and encode both splits for it."""
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    model, processing, kind = load_candidate(candidate, columns, trust_remote_code=trust_remote_code,
+                                             allow_pickle=allow_pickle)
+    if kind == "text-classifier":
+        def tokenize(batch):
+            pair = batch[columns.text_pair] if columns.text_pair else None
+            out = processing(batch[columns.text], pair, truncation=True, max_length=max_length)
+            out["labels"] = batch[columns.label]
+            return out
+
+        keep = set()
+        encode: Callable = lambda ds: ds.map(tokenize, batched=True, remove_columns=[  # noqa: E731
+            c for c in ds.column_names if c not in keep])
+        return Prepared(candidate.name, model, encode(train), encode(eval_), DataCollatorWithPadding(processing),
+                        processing, kind)
+
+    def transform(batch):
+        images = [_as_rgb(x) for x in batch[columns.image]]
+        if kind == "timm":
+            pixels = torch.stack([processing(x) for x in images])
+        else:
+            pixels = processing(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels, "labels": torch.as_tensor(np.asarray(batch[columns.label]))}
+
+    return Prepared(candidate.name, model, train.with_transform(transform), eval_.with_transform(transform),
+                    default_data_collator, processing, kind)
+
+
+def accuracy(eval_pred) -> dict[str, float]:
+    """Default metric: top-1 accuracy."""
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}

@@ -1,0 +1,376 @@
+"""`SelectionCoordinator`: train candidates in stages, prune with the policy, hand back the trained winner.
+
+One `Trainer` per candidate, each with its own tokenizer or image processor, each laid out over the
+full budget (`max_steps`), so its learning-rate schedule is the one a full run would have. The
+candidates take turns: the coordinator gives one the accelerator, it trains to the next stage end,
+evaluates, reports to the shared selection state and gives the accelerator back (model and optimizer
+state to host memory, random-number state put aside), and waits. When every live candidate has
+reported the stage, the policy decides; pruned candidates stop and free their memory and checkpoints
+at once; the last one standing trains to the end.
+
+Every stage is written to `output_dir` (reports, frozen decisions and, with `save_stages`, one
+checkpoint per live candidate), so `resume=True` continues a crashed selection from its last completed
+stage without re-training it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .callback import FineSelectionCallback
+from .candidates import Candidate, CandidateError, Prepared, accuracy, prepare
+from .errors import SelectionError
+from .policies import SelectionPolicy, StageSchedule, SuccessiveHalving
+from .proxy.data import detect_columns
+from .report import CandidateReport, SelectionReport
+from .selection_state import DirectorySelectionState, Verdict
+
+logger = logging.getLogger(__name__)
+
+
+class TurnGate:
+    """Hands the accelerator to one candidate thread at a time, in an order the main thread chooses."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._turn: str | None = None
+        self.status: dict[str, str] = {}
+
+    def acquire(self, candidate: str) -> None:
+        with self._cond:
+            self.status[candidate] = "waiting"
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._turn == candidate)
+            self.status[candidate] = "running"
+
+    def release(self, candidate: str) -> None:
+        with self._cond:
+            self.status[candidate] = "paused"
+            if self._turn == candidate:
+                self._turn = None
+            self._cond.notify_all()
+
+    def finish(self, candidate: str) -> None:
+        with self._cond:
+            self.status[candidate] = "finished"
+            if self._turn == candidate:
+                self._turn = None
+            self._cond.notify_all()
+
+    def run_turn(self, candidate: str) -> None:
+        with self._cond:
+            self._turn = candidate
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._turn != candidate)
+
+    def settle(self, candidate: str) -> str:
+        """Wait until the candidate either asks for another turn or is done."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.status.get(candidate) in ("waiting", "finished"))
+            return self.status[candidate]
+
+
+class VerdictBoard:
+    """Verdicts published by the coordinator's main thread, read by the paused candidate threads.
+
+    Deciding in the main thread, while every candidate is paused, lets rank 0 decide and broadcast
+    without any candidate's own collectives (DDP all-reduces) in flight.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._verdicts: dict[tuple[str, int], Verdict] = {}
+
+    def publish(self, verdicts: dict[tuple[str, int], Verdict]) -> None:
+        with self._cond:
+            self._verdicts.update(verdicts)
+            self._cond.notify_all()
+
+    def wait(self, candidate: str, step: int) -> Verdict:
+        with self._cond:
+            self._cond.wait_for(lambda: (candidate, step) in self._verdicts)
+            return self._verdicts[(candidate, step)]
+
+
+def _broadcast(obj: Any) -> Any:
+    """Rank 0's object on every rank (identity when not distributed)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1:
+        box = [obj if torch.distributed.get_rank() == 0 else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+    return obj
+
+
+@dataclass
+class SelectionResult:
+    """The trained winner and the story of how it won."""
+
+    winner: str
+    model: torch.nn.Module
+    processing: Any
+    trainer: Any
+    report: SelectionReport
+    output_dir: Path
+    files: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Slot:
+    candidate: Candidate
+    callback: FineSelectionCallback | None = None
+    prepared: Prepared | None = None
+    trainer: Any = None
+    steps: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class SelectionCoordinator:
+    """Fine selection among candidates with real Trainers.
+
+    Args:
+        candidates: Hub ids, local paths, or `Candidate` objects (a loaded module or a model_init).
+        train_dataset / eval_dataset: `datasets.Dataset` splits with a label column.
+        training_args: a `TrainingArguments` template; `max_steps` is the budget per candidate.
+        policy: a policy, or a function making one (default: successive halving on `stage_steps`).
+        stage_steps / growth: the stage schedule when no policy is given.
+        metric: the evaluation metric that decides (default `eval_accuracy`, from a built-in accuracy).
+        save_stages: checkpoint live candidates at every stage end (what `resume` needs).
+    """
+
+    def __init__(
+        self,
+        candidates: Sequence[str | Candidate],
+        train_dataset,
+        eval_dataset,
+        training_args,
+        *,
+        policy: SelectionPolicy | Callable[[], SelectionPolicy] | None = None,
+        stage_steps: int | None = None,
+        growth: float = 1.0,
+        metric: str = "eval_accuracy",
+        greater_is_better: bool = True,
+        compute_metrics: Callable | None = None,
+        label_column: str | None = None,
+        text_column: str | None = None,
+        text_pair_column: str | None = None,
+        image_column: str | None = None,
+        save_stages: bool = True,
+        timeout: float = 24 * 3600.0,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        max_length: int = 256,
+    ):
+        self.candidates = [Candidate.of(c) for c in candidates]
+        names = [c.name for c in self.candidates]
+        if not names:
+            raise SelectionError("no candidates to select from")
+        if len(set(names)) != len(names):
+            raise SelectionError(f"candidate names must be unique, got {names}")
+        self.budget = int(training_args.max_steps)
+        if self.budget <= 0:
+            raise SelectionError("training_args.max_steps must be set: it is the budget of every candidate (in steps)")
+        kwargs = {"label_column": label_column, "text_column": text_column, "text_pair_column": text_pair_column,
+                  "image_column": image_column}
+        self.columns = detect_columns(train_dataset, **kwargs)  # bad data fails here, before any training
+        eval_columns = detect_columns(eval_dataset, **kwargs)
+        if eval_columns.label != self.columns.label:
+            raise SelectionError(f"train and eval splits disagree on the label column: '{self.columns.label}' vs "
+                                 f"'{eval_columns.label}'")
+        n = max(self.columns.n_classes, eval_columns.n_classes)
+        self.columns = dataclasses.replace(self.columns, n_classes=n)
+        for c in self.candidates:  # a fixed head that cannot fit the labels is an error before any training
+            labels = getattr(getattr(c.model, "config", None), "num_labels", None)
+            if isinstance(c.model, torch.nn.Module) and labels is not None and labels != n:
+                raise SelectionError(f"candidate {c.name}: its head has {labels} outputs but the dataset has {n} "
+                                     "classes; pass a Hub id or path (the head is then resized) or a model_init")
+        if policy is None:
+            schedule = StageSchedule(stage_steps or max(1, self.budget // 5), growth)
+            policy = lambda: SuccessiveHalving(schedule)  # noqa: E731
+        self.policy_factory = policy if callable(policy) and not isinstance(policy, SelectionPolicy) else (
+            lambda: policy)
+        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
+        self.args = training_args
+        self.metric, self.greater_is_better = metric, greater_is_better
+        self.compute_metrics = compute_metrics or (accuracy if metric == "eval_accuracy" else None)
+        self.save_stages = save_stages
+        self.timeout = timeout
+        self.trust_remote_code, self.allow_pickle, self.max_length = trust_remote_code, allow_pickle, max_length
+        self.output_dir = Path(training_args.output_dir)
+
+    # ---------------------------------------------------------------- public
+    def run(self, *, resume: bool = False) -> SelectionResult:
+        names = [c.name for c in self.candidates]
+        state_dir = self.output_dir / "selection_state"
+        manifest = {"candidates": names, "budget": self.budget, "policy": self.policy_factory().describe(),
+                    "metric": self.metric}
+        manifest_file = self.output_dir / "selection.json"
+        if state_dir.exists() and not resume:
+            raise SelectionError(f"{state_dir} holds an earlier selection; pass resume=True to continue it, or "
+                                 "choose another output_dir")
+        if resume and manifest_file.is_file():
+            saved = json.loads(manifest_file.read_text())
+            if saved["candidates"] != names or saved["budget"] != self.budget:
+                raise SelectionError(f"{manifest_file} is a selection of other candidates or another budget; "
+                                     "cannot resume it with these arguments")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        manifest_file.write_text(json.dumps(manifest, indent=2))
+        state = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
+                                        timeout=self.timeout, poll=0.05)
+        gate, board = TurnGate(), VerdictBoard()
+        slots = {c.name: _Slot(c) for c in self.candidates}
+        start = time.perf_counter()
+        threads = [threading.Thread(target=self._train, args=(slots[n], state, gate, board, resume),
+                                    name=f"candidate:{n}", daemon=True) for n in names]
+        for t in threads:
+            t.start()
+        pending = list(names)
+        while pending:
+            pending = [n for n in pending if gate.settle(n) == "waiting"]
+            for n in pending:  # one candidate on the accelerator at a time, in a fixed order on every rank
+                gate.run_turn(n)
+            asked = {n: slots[n].callback.pending_step for n in pending
+                     if slots[n].callback is not None and slots[n].callback.pending_step is not None}
+            rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+                torch.distributed.get_rank() == 0
+            verdicts = {(n, s): state.verdict(n, s) for n, s in asked.items()} if rank0 else None
+            board.publish(_broadcast(verdicts))
+        for t in threads:
+            t.join()
+        return self._finish(slots, state, time.perf_counter() - start)
+
+    # ---------------------------------------------------------------- one candidate's thread
+    def _train(self, slot: _Slot, state: DirectorySelectionState, gate: TurnGate, board: VerdictBoard,
+               resume: bool) -> None:
+        name = slot.candidate.name
+        try:
+            prior = state.run_so_far()
+            if resume and name not in prior.alive and prior.decisions:
+                gate.finish(name)  # already pruned in the run we resume
+                return
+            gate.acquire(name)
+            began = time.perf_counter()
+            slot.callback = FineSelectionCallback(state, name, metric=self.metric,
+                                                  greater_is_better=self.greater_is_better, gate=gate,
+                                                  board=board, save_stages=self.save_stages)
+            slot.callback.mark_holding()
+            slot.prepared = prepare(slot.candidate, self.train_dataset, self.eval_dataset, self.columns,
+                                    max_length=self.max_length, trust_remote_code=self.trust_remote_code,
+                                    allow_pickle=self.allow_pickle)
+            slot.trainer = self._trainer(slot)
+            checkpoint = self._latest_checkpoint(slot) if resume else None
+            if checkpoint is not None:
+                done = int(checkpoint.name.split("-")[-1])
+                for step, by_candidate in state._effective(state._read_reports()).items():
+                    if name in by_candidate and step <= done:  # stages already reported before the crash
+                        slot.callback.curve[step] = by_candidate[name]
+            slot.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            slot.steps = int(slot.trainer.state.global_step)
+            slot.seconds = time.perf_counter() - began
+            if any(not v.go_on for _, v in slot.callback.verdicts):
+                self._free(slot)
+        except Exception as exc:  # noqa: BLE001 - one candidate's failure never stops the others
+            slot.error = str(exc) if isinstance(exc, CandidateError | SelectionError) else (
+                f"{type(exc).__name__}: {exc}")
+            logger.warning("candidate %s dropped: %s", name, slot.error)
+            state.drop(name, slot.error)
+            if slot.trainer is not None:
+                slot.steps = int(slot.trainer.state.global_step)
+            self._free(slot)
+        finally:
+            gate.finish(name)
+
+    def _trainer(self, slot: _Slot):
+        from transformers import Trainer
+
+        stage = min(self._stage_ends()[0], max(1, self.args.logging_steps or 1))
+        args = dataclasses.replace(
+            self.args, output_dir=str(self._candidate_dir(slot)), max_steps=self.budget, eval_strategy="no",
+            save_strategy="no", save_total_limit=1, load_best_model_at_end=False, report_to=[],
+            remove_unused_columns=False, logging_steps=stage,
+        )
+        p = slot.prepared
+        return Trainer(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
+                       data_collator=p.data_collator, compute_metrics=self.compute_metrics,
+                       callbacks=[slot.callback],
+                       processing_class=p.processing if p.kind == "text-classifier" else None)
+
+    def _stage_ends(self) -> list[int]:
+        return self.policy_factory().schedule.ends(self.budget)
+
+    def _candidate_dir(self, slot: _Slot) -> Path:
+        return self.output_dir / "candidates" / slot.candidate.name.replace("/", "--")
+
+    def _latest_checkpoint(self, slot: _Slot) -> Path | None:
+        """The newest complete checkpoint: one cut short by a crash lacks the trainer state written last."""
+        found = sorted(self._candidate_dir(slot).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        complete = [p for p in found if (p / "trainer_state.json").is_file()]
+        return complete[-1] if complete else None
+
+    def _free(self, slot: _Slot) -> None:
+        """A pruned or failed candidate gives back its memory and its disk at once (ray #4287)."""
+        shutil.rmtree(self._candidate_dir(slot), ignore_errors=True)
+        slot.trainer = None
+        slot.prepared = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ---------------------------------------------------------------- the end
+    def _finish(self, slots: dict[str, _Slot], state: DirectorySelectionState, seconds: float) -> SelectionResult:
+        run = state.run_so_far()
+        reports = state._effective(state._read_reports())
+        dropped = state._read_dropped()
+        winner = run.winner if run.winner and slots[run.winner].trainer is not None else None
+        out = []
+        for name, slot in slots.items():
+            curve = {s: r[name] for s, r in sorted(reports.items()) if name in r}
+            last = next((d for d in reversed(run.decisions) if d.candidate == name), None)
+            if name in dropped:
+                status, reason, note = "dropped", dropped[name], ""
+            elif name == winner:
+                status, reason, note = "winner", last.reason if last else "", ""
+            elif last is not None:
+                status, reason, note = last.action, last.reason, last.note
+            else:
+                status, reason, note = "failed", slot.error or "", ""
+            out.append(CandidateReport(name=name, status=status, reason=reason, note=note, curve=curve,
+                                       steps_trained=slot.steps, seconds=round(slot.seconds, 3),
+                                       stopped_at=max(curve) if curve and status != "winner" else None))
+        if winner is None:
+            reasons = "; ".join(f"{c.name}: {c.reason}" for c in out)
+            raise SelectionError(f"no candidate finished the selection ({reasons})")
+        report = SelectionReport(candidates=out, winner=winner, budget=self.budget, stage_ends=self._stage_ends(),
+                                 metric=self.metric, policy=self.policy_factory().describe(), seconds=seconds,
+                                 winner_score=reports.get(self.budget, {}).get(winner))
+        slot = slots[winner]
+        winner_dir = self.output_dir / "winner"
+        self._save_winner(slot, winner_dir)
+        files = report.save(self.output_dir)
+        return SelectionResult(winner=winner, model=slot.trainer.model, processing=slot.prepared.processing,
+                               trainer=slot.trainer, report=report, output_dir=self.output_dir,
+                               files={**files, "winner": winner_dir})
+
+    def _save_winner(self, slot: _Slot, folder: Path) -> None:
+        p = slot.prepared
+        if p.kind == "timm":
+            import timm.models
+
+            timm.models.save_for_hf(p.model.model, str(folder), safe_serialization=True)
+        else:
+            slot.trainer.save_model(str(folder))
+            if hasattr(p.processing, "save_pretrained"):
+                p.processing.save_pretrained(str(folder))

@@ -1,0 +1,127 @@
+"""The selection report: every candidate's curve and fate, the cost spent, as JSON, Markdown and a plot.
+
+Built from what training saw (the shared selection state and each Trainer's step count), so the card
+of a selected model and the summary screen tell the same story.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .engine import SelectionRun
+from .policies import StageSchedule, SuccessiveHalving
+
+
+@dataclass
+class CandidateReport:
+    name: str
+    status: str  # "winner" | "pruned" | "dropped" | "not-recalled" | "failed"
+    reason: str = ""
+    curve: dict[int, float] = field(default_factory=dict)
+    steps_trained: int = 0
+    seconds: float = 0.0
+    stopped_at: int | None = None
+    note: str = ""
+
+
+@dataclass
+class SelectionReport:
+    candidates: list[CandidateReport]
+    winner: str | None
+    budget: int
+    stage_ends: list[int]
+    metric: str
+    policy: dict
+    seconds: float = 0.0
+    winner_score: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def steps_spent(self) -> int:
+        return sum(c.steps_trained for c in self.candidates)
+
+    @property
+    def brute_force_steps(self) -> int:
+        trained = [c for c in self.candidates if c.status != "not-recalled"]
+        return self.budget * len(trained)
+
+    def successive_halving_steps(self) -> int:
+        """What successive halving would have trained on the same candidates and stage schedule."""
+        names = [c.name for c in self.candidates if c.status != "not-recalled"]
+        if not names:
+            return 0
+        schedule = StageSchedule(self.policy.get("stage", self.stage_ends[0]), self.policy.get("growth", 1.0))
+        run = SelectionRun(SuccessiveHalving(schedule), names, self.budget)
+        reached = dict.fromkeys(names, 0)
+        while not run.done:
+            step = run.next_step()
+            for c in run.alive:
+                reached[c] = step
+            run.observe({c: float(i) for i, c in enumerate(run.alive)})  # SH's cost does not depend on scores
+        reached[run.winner] = self.budget
+        return sum(reached.values())
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["steps_spent"] = self.steps_spent
+        out["brute_force_steps"] = self.brute_force_steps
+        out["successive_halving_steps"] = self.successive_halving_steps()
+        for c in out["candidates"]:
+            c["curve"] = {str(k): v for k, v in c["curve"].items()}
+        return out
+
+    def to_markdown(self) -> str:
+        score = f" ({self.metric} {self.winner_score:.4f})" if self.winner_score is not None else ""
+        lines = [
+            f"**Winner: {self.winner}**{score}",
+            "",
+            f"Training steps spent: {self.steps_spent} (brute force: {self.brute_force_steps}, successive halving: "
+            f"{self.successive_halving_steps()}); budget {self.budget} steps per candidate; stage ends "
+            f"{', '.join(map(str, self.stage_ends[:8]))}{' ...' if len(self.stage_ends) > 8 else ''}.",
+            "",
+            f"| candidate | status | stopped at step | why | steps trained | {self.metric} at each stage end |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in self.candidates:
+            curve = ", ".join(f"{s}: {v:.4f}" for s, v in sorted(c.curve.items()))
+            lines.append(f"| {c.name} | {c.status} | {c.stopped_at if c.stopped_at is not None else '-'} | "
+                         f"{(c.reason + (' - ' + c.note if c.note else '')).replace('|', '/')} | {c.steps_trained} | "
+                         f"{curve} |")
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path: str | Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for c in self.candidates:
+            if not c.curve:
+                continue
+            steps, vals = zip(*sorted(c.curve.items()), strict=True)
+            style = {"linewidth": 2.5} if c.status == "winner" else {"linewidth": 1.2, "alpha": 0.8}
+            line, = ax.plot(steps, vals, marker="o", markersize=3, label=f"{c.name} ({c.status})", **style)
+            if c.status in ("pruned", "dropped") and c.stopped_at in c.curve:
+                ax.scatter([c.stopped_at], [c.curve[c.stopped_at]], marker="x", s=70, color=line.get_color(),
+                           zorder=5)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(self.metric)
+        ax.set_title("Fine selection: validation curves (x = pruned)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+    def save(self, folder: str | Path) -> dict[str, Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(json.dumps(self.to_dict(), indent=2))
+        (folder / "report.md").write_text(self.to_markdown())
+        return {"json": folder / "report.json", "markdown": folder / "report.md",
+                "plot": self.plot(folder / "curves.png")}

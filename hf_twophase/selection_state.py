@@ -1,0 +1,261 @@
+"""Where candidates report their stage scores and learn whether to go on: shared by Trainers.
+
+Two ways to share, one decision rule (the policy objects of `policies.py`, replayed by `SelectionRun`):
+
+- `SelectionState`: in memory, for Trainers in one process (the coordinator runs them in threads).
+- `DirectorySelectionState`: a folder, for Trainers in several processes or on several machines that
+  see the same file system, or run one after another.
+
+Two timings:
+
+- `mode="sync"`: a stage's decision waits until every live candidate has reported that stage (or
+  `timeout` seconds pass; a candidate that never arrives is dropped). The first decision of a stage is
+  written once and read by everyone, so all candidates act on the same decision.
+- `mode="async"` (ASHA-style): no waiting. A candidate goes on if the policy keeps it among the
+  candidates that have already reported the same stage; the first candidate of a stage always goes on.
+  This is the mode for Trainers that run one after another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engine import SelectionRun
+from .errors import SelectionError
+from .policies import Decision, SelectionPolicy
+
+PolicyFactory = Callable[[], SelectionPolicy]
+
+
+@dataclass
+class Verdict:
+    """What a candidate learns after reporting a stage."""
+
+    go_on: bool
+    reason: str
+    decision: Decision | None = None
+
+
+def _replay(policy: SelectionPolicy, candidates: Sequence[str], budget: int,
+            reports: dict[int, dict[str, float]], upto: int) -> SelectionRun:
+    """Re-derive every decision up to stage step `upto` from the reports: the same inputs give the same
+    decisions in every process, which is what keeps ranks and machines in agreement."""
+    run = SelectionRun(policy, list(candidates), budget)
+    while not run.done and run.next_step() is not None and run.next_step() <= upto:
+        step = run.next_step()
+        run.observe({c: reports.get(step, {}).get(c, float("nan")) for c in run.alive})
+    return run
+
+
+def _verdict(run: SelectionRun, candidate: str, step: int) -> Verdict:
+    for d in reversed(run.decisions):
+        if d.candidate == candidate and d.action in ("pruned", "dropped", "not-recalled"):
+            return Verdict(False, d.reason, d)
+    if run.winner == candidate:
+        return Verdict(True, "winner", next(d for d in reversed(run.decisions) if d.action == "winner"))
+    if candidate in run.alive:
+        return Verdict(True, "continues")
+    return Verdict(False, "not a candidate")
+
+
+class SelectionState:
+    """In-memory shared state for Trainers in one process (thread-safe)."""
+
+    def __init__(self, policy_factory: PolicyFactory, candidates: Sequence[str], budget: int, *,
+                 mode: str = "sync", timeout: float = 3600.0):
+        if mode not in ("sync", "async"):
+            raise SelectionError(f"mode must be 'sync' or 'async', got {mode!r}")
+        self.policy_factory = policy_factory
+        self.candidates = list(candidates)
+        self.budget = budget
+        self.mode = mode
+        self.timeout = timeout
+        self.policy = policy_factory()
+        self.stage_ends = self.policy.schedule.ends(budget)
+        self._reports: dict[int, dict[str, float]] = {}
+        self._dropped: dict[str, str] = {}
+        self._cond = threading.Condition()
+
+    # -- storage (overridden by the directory state)
+    def _write_report(self, candidate: str, step: int, value: float) -> None:
+        self._reports.setdefault(step, {})[candidate] = value
+
+    def _read_reports(self) -> dict[int, dict[str, float]]:
+        return {s: dict(r) for s, r in self._reports.items()}
+
+    def _read_dropped(self) -> dict[str, str]:
+        return dict(self._dropped)
+
+    def _write_dropped(self, candidate: str, reason: str) -> None:
+        self._dropped[candidate] = reason
+
+    def _decided(self, step: int) -> dict | None:
+        return getattr(self, "_decisions", {}).get(step)
+
+    def _write_decision(self, step: int, reports: dict[int, dict[str, float]]) -> dict:
+        self.__dict__.setdefault("_decisions", {})
+        return self._decisions.setdefault(step, {"reports": reports})
+
+    # -- protocol
+    def report(self, candidate: str, step: int, value: float) -> None:
+        if candidate not in self.candidates:
+            raise SelectionError(f"unknown candidate {candidate!r}; known: {', '.join(self.candidates)}")
+        with self._cond:
+            self._write_report(candidate, step, float(value))
+            self._cond.notify_all()
+
+    def drop(self, candidate: str, reason: str) -> None:
+        """A candidate that failed (load error, NaN loss) leaves the selection; others stop waiting for it."""
+        with self._cond:
+            self._write_dropped(candidate, reason)
+            self._cond.notify_all()
+
+    def _effective(self, reports: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
+        dropped = self._read_dropped()
+        return {s: {c: v for c, v in r.items() if c not in dropped} for s, r in reports.items()}
+
+    def verdict(self, candidate: str, step: int) -> Verdict:
+        """Block (sync) or not (async) until `candidate` may learn whether it goes on after `step`."""
+        if step not in self.stage_ends:
+            return Verdict(True, "not a stage end")
+        if self.mode == "async":
+            # ASHA: judge this stage alone, among those that have reached it so far
+            at_step = self._effective(self._read_reports()).get(step, {})
+            if candidate not in at_step:
+                return Verdict(False, "dropped")
+            if step >= self.budget:
+                return Verdict(True, "trained to the budget")
+            pruned = self.policy_factory().prune(step, sorted(at_step), at_step)
+            mine = next((d for d in pruned if d.candidate == candidate), None)
+            return Verdict(True, "continues") if mine is None else Verdict(False, mine.reason, mine)
+        deadline = time.monotonic() + self.timeout
+        with self._cond:
+            while True:
+                frozen = self._decided(step)
+                if frozen is not None:
+                    reports = frozen["reports"]
+                    break
+                reports = self._effective(self._read_reports())
+                live = _replay(self.policy_factory(), self.candidates, self.budget, reports,
+                               max([s for s in self.stage_ends if s < step], default=0)).alive
+                live = [c for c in live if c not in self._read_dropped()]
+                if all(c in reports.get(step, {}) for c in live) or time.monotonic() >= deadline:
+                    reports = self._write_decision(step, reports)["reports"]
+                    break
+                self._cond.wait(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+        run = _replay(self.policy_factory(), self.candidates, self.budget, reports, step)
+        return _verdict(run, candidate, step)
+
+    def run_so_far(self) -> SelectionRun:
+        """The selection as far as the reports go (for reports and progress)."""
+        reports = self._effective(self._read_reports())
+        last = max(reports, default=0)
+        return _replay(self.policy_factory(), self.candidates, self.budget, reports, last)
+
+
+class DirectorySelectionState(SelectionState):
+    """The same protocol over a folder: one JSON file per report, decisions frozen with an exclusive create."""
+
+    def __init__(self, path: str | os.PathLike, policy_factory: PolicyFactory, candidates: Sequence[str],
+                 budget: int, *, mode: str = "sync", timeout: float = 3600.0, poll: float = 0.5):
+        super().__init__(policy_factory, candidates, budget, mode=mode, timeout=timeout)
+        self.path = Path(path)
+        self.poll = poll
+        (self.path / "reports").mkdir(parents=True, exist_ok=True)
+        (self.path / "decisions").mkdir(exist_ok=True)
+        (self.path / "dropped").mkdir(exist_ok=True)
+        self._cond = _PollingCondition(poll)  # other processes cannot notify us: waiting re-reads the folder
+
+    @staticmethod
+    def _safe(name: str) -> str:
+        return name.replace("/", "--")
+
+    def _atomic_write(self, path: Path, data: dict) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+
+    def _write_report(self, candidate, step, value):
+        self._atomic_write(self.path / "reports" / f"{step:08d}__{self._safe(candidate)}.json",
+                           {"candidate": candidate, "step": step, "val": value, "time": time.time()})
+
+    def _read_reports(self):
+        out: dict[int, dict[str, float]] = {}
+        for f in (self.path / "reports").glob("*.json"):
+            try:
+                data = json.loads(f.read_text())
+            except ValueError:
+                continue  # being written
+            out.setdefault(int(data["step"]), {})[data["candidate"]] = float(data["val"])
+        return out
+
+    def _write_dropped(self, candidate, reason):
+        self._atomic_write(self.path / "dropped" / f"{self._safe(candidate)}.json",
+                           {"candidate": candidate, "reason": reason})
+
+    def _read_dropped(self):
+        out = {}
+        for f in (self.path / "dropped").glob("*.json"):
+            try:
+                data = json.loads(f.read_text())
+                out[data["candidate"]] = data["reason"]
+            except ValueError:
+                continue
+        return out
+
+    def _decided(self, step):
+        f = self.path / "decisions" / f"{step:08d}.json"
+        if not f.is_file():
+            return None
+        try:
+            data = json.loads(f.read_text())
+        except ValueError:
+            return None
+        return {"reports": {int(s): r for s, r in data["reports"].items()}}
+
+    def _write_decision(self, step, reports):
+        f = self.path / "decisions" / f"{step:08d}.json"
+        payload = json.dumps({"reports": {str(s): r for s, r in reports.items()}})
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # the first decider wins; others read it
+        except FileExistsError:
+            for _ in range(100):
+                frozen = self._decided(step)
+                if frozen is not None:
+                    return frozen
+                time.sleep(0.05)
+            raise SelectionError(f"decision file {f} exists but cannot be read") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(payload)
+        return {"reports": reports}
+
+
+class _PollingCondition:
+    """A stand-in for threading.Condition whose wait is a sleep: other processes cannot notify us."""
+
+    def __init__(self, poll: float):
+        self.poll = poll
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._lock.release()
+        try:
+            time.sleep(min(self.poll, timeout or self.poll))
+        finally:
+            self._lock.acquire()
+
+    def notify_all(self) -> None:
+        pass

@@ -1,0 +1,54 @@
+"""Tiny text candidates and data for the coordinator tests (also run in a subprocess by the resume test)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import transformers as tf
+
+from hf_twophase.packaged import minilm_path
+
+HIDDEN = (32, 8, 16, 24)
+
+
+def make_data(n: int, seed: int) -> datasets.Dataset:
+    rng = np.random.default_rng(seed)
+    pos, neg = ["good", "great", "fine", "superb"], ["bad", "awful", "dull", "poor"]
+    labels = rng.integers(0, 2, n)
+    texts = [" ".join(rng.choice(pos if y else neg, 3)) + " " + " ".join(rng.choice(pos + neg, 2)) for y in labels]
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(num_classes=2)})
+    return datasets.Dataset.from_dict({"text": texts, "label": labels.tolist()}, features=features)
+
+
+def make_candidates(folder: Path, hidden=HIDDEN) -> list[str]:
+    tok = tf.AutoTokenizer.from_pretrained(minilm_path())
+    paths = []
+    for i, h in enumerate(hidden):
+        path = folder / f"cand{i}-h{h}"
+        if not path.exists():
+            torch.manual_seed(i)
+            config = tf.BertConfig(vocab_size=tok.vocab_size, hidden_size=h, num_hidden_layers=1,
+                                   num_attention_heads=2, intermediate_size=2 * h, num_labels=2)
+            tf.BertForSequenceClassification(config).save_pretrained(path)
+            tok.save_pretrained(path)
+        paths.append(str(path))
+    return paths
+
+
+def training_args(output_dir: Path, max_steps: int = 40, **kw) -> tf.TrainingArguments:
+    return tf.TrainingArguments(output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=16,
+                                per_device_eval_batch_size=64, learning_rate=3e-3, seed=0, use_cpu=True,
+                                report_to=[], disable_tqdm=True, **kw)
+
+
+if __name__ == "__main__":  # the process the resume test kills mid-selection
+    from hf_twophase.coordinator import SelectionCoordinator
+
+    folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+    coordinator = SelectionCoordinator(make_candidates(folder), make_data(256, 0), make_data(64, 1),
+                                       training_args(out), stage_steps=10)
+    coordinator.run(resume=len(sys.argv) > 3)

@@ -1,0 +1,98 @@
+"""FineSelectionCallback in plain Trainers, and the shared selection state it reports to."""
+
+import threading
+import time
+
+import pytest
+import transformers as tf
+
+from hf_twophase import SelectionError, StageSchedule, SuccessiveHalving
+from hf_twophase.callback import FineSelectionCallback
+from hf_twophase.candidates import Candidate, accuracy, prepare
+from hf_twophase.proxy.data import detect_columns
+from hf_twophase.selection_state import DirectorySelectionState, SelectionState
+from tests.coordinator_helpers import make_candidates, make_data, training_args
+
+
+def _sh(stage=10):
+    return lambda: SuccessiveHalving(StageSchedule(stage))
+
+
+@pytest.mark.parametrize("kind", ["memory", "directory"])
+def test_sync_state_waits_for_every_live_candidate(tmp_path, kind):
+    names = ["a", "b", "c", "d"]
+    state = SelectionState(_sh(), names, 30) if kind == "memory" else DirectorySelectionState(
+        tmp_path, _sh(), names, 30, poll=0.01)
+    out = {}
+
+    def worker(name, val, delay):
+        time.sleep(delay)
+        state.report(name, 10, val)
+        out[name] = state.verdict(name, 10)
+
+    threads = [threading.Thread(target=worker, args=(n, v, d)) for n, v, d in
+               [("a", 0.9, 0.0), ("b", 0.1, 0.2), ("c", 0.5, 0.1), ("d", 0.7, 0.3)]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {n: v.go_on for n, v in out.items()} == {"a": True, "b": False, "c": False, "d": True}
+    assert out["b"].reason == "halved"
+
+
+def test_sync_timeout_drops_a_candidate_that_never_arrives(tmp_path):
+    state = DirectorySelectionState(tmp_path, _sh(), ["a", "ghost"], 30, timeout=0.5, poll=0.01)
+    state.report("a", 10, 0.5)
+    start = time.monotonic()
+    verdict = state.verdict("a", 10)
+    assert verdict.go_on and time.monotonic() - start >= 0.5
+    assert state.verdict("ghost", 10).go_on is False  # the frozen decision is the same for everyone
+
+
+def test_async_state_judges_each_stage_among_those_that_reached_it(tmp_path):
+    state = DirectorySelectionState(tmp_path, _sh(), ["a", "b", "c"], 30, mode="async")
+    state.report("a", 10, 0.5)
+    assert state.verdict("a", 10).go_on  # first at this stage: goes on
+    state.report("b", 10, 0.3)
+    assert not state.verdict("b", 10).go_on  # worse than a at the same stage
+    state.report("c", 10, 0.8)
+    assert state.verdict("c", 10).go_on
+    state.drop("c", "loss became NaN")
+    assert not state.verdict("c", 20).go_on
+
+
+def test_unknown_candidate_and_mode(tmp_path):
+    state = SelectionState(_sh(), ["a"], 30)
+    with pytest.raises(SelectionError, match="unknown candidate"):
+        state.report("zzz", 10, 0.1)
+    with pytest.raises(SelectionError, match="mode"):
+        SelectionState(_sh(), ["a"], 30, mode="eventually")
+
+
+@pytest.mark.slow
+def test_callback_in_plain_trainers_run_one_after_another(tmp_path):
+    names = make_candidates(tmp_path / "cands", hidden=(32, 8))
+    train, ev = make_data(256, 0), make_data(64, 1)
+    columns = detect_columns(train)
+    state = DirectorySelectionState(tmp_path / "state", _sh(), names, 40, mode="async")
+    callbacks = {}
+    for name in names:
+        p = prepare(Candidate.of(name), train, ev, columns)
+        trainer = tf.Trainer(model=p.model, args=training_args(tmp_path / "out", max_steps=40),
+                             train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
+                             data_collator=p.data_collator, compute_metrics=accuracy)
+        callbacks[name] = FineSelectionCallback(state, name)
+        trainer.add_callback(callbacks[name])
+        trainer.train()
+        callbacks[name].steps = trainer.state.global_step
+    first, second = (callbacks[n] for n in names)
+    assert first.steps == 40 and sorted(first.curve) == [10, 20, 30, 40]
+    stopped = [s for s, v in second.verdicts if not v.go_on]
+    worse = [s for s in sorted(second.curve) if second.curve[s] < first.curve[s]]
+    assert worse, "the tiny second model should fall behind"
+    assert stopped == [worse[0]] and second.steps == worse[0]  # it stops at the first stage it is behind
+    with pytest.raises(SelectionError, match="max_steps=40"):
+        p = prepare(Candidate.of(names[0]), train, ev, columns)
+        tf.Trainer(model=p.model, args=training_args(tmp_path / "x", max_steps=25), train_dataset=p.train_dataset,
+                   eval_dataset=p.eval_dataset, data_collator=p.data_collator, compute_metrics=accuracy,
+                   callbacks=[FineSelectionCallback(state, names[0])]).train()

@@ -1,0 +1,155 @@
+"""The multi-model coordinator with real (tiny) Trainers on CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+import transformers as tf
+
+from hf_twophase import SelectionError
+from hf_twophase.candidates import Candidate, prepare
+from hf_twophase.coordinator import SelectionCoordinator
+from hf_twophase.policies import SelectionPolicy, StageSchedule
+from hf_twophase.proxy import DatasetError
+from hf_twophase.proxy.data import detect_columns
+from tests.coordinator_helpers import make_candidates, make_data, training_args
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def candidates(tmp_path_factory):
+    return make_candidates(tmp_path_factory.mktemp("cands"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data(256, 0), make_data(64, 1)
+
+
+class NeverPrune(SelectionPolicy):
+    """Stages and pauses, but nobody stops before the budget: every candidate is interleaved to the end."""
+
+    name = "never-prune"
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_pausing_does_not_change_training(tmp_path, candidates, data):
+    train, ev = data
+    args = training_args(tmp_path / "sel", max_steps=30)
+    result = SelectionCoordinator(candidates[:2], train, ev, args, policy=lambda: NeverPrune(StageSchedule(7)),
+                                  save_stages=False).run()
+    # the same candidate trained 30 steps in one go, by a plain Trainer
+    prepared = prepare(Candidate.of(result.winner), train, ev, detect_columns(train))
+    plain = tf.Trainer(model=prepared.model, args=training_args(tmp_path / "plain", max_steps=30),
+                       train_dataset=prepared.train_dataset, data_collator=prepared.data_collator)
+    plain.train()
+    paused, straight = _weights(result.model), _weights(plain.model)
+    assert paused.keys() == straight.keys()
+    for key in paused:
+        torch.testing.assert_close(paused[key], straight[key], rtol=1e-5, atol=1e-6)
+    # and the interleaving really happened: both trained to the budget in 5 stages
+    assert {c.name: c.steps_trained for c in result.report.candidates} == dict.fromkeys(candidates[:2], 30)
+    assert all(len(c.curve) == 5 for c in result.report.candidates)
+
+
+def test_selection_report_and_cleanup(tmp_path, candidates, data):
+    train, ev = data
+    result = SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"), stage_steps=10).run()
+    report = result.report
+    statuses = {c.name: c.status for c in report.candidates}
+    assert list(statuses.values()).count("winner") == 1 and statuses[result.winner] == "winner"
+    assert report.steps_spent == 10 * 4 + 10 * 2 + 20  # successive halving: 4 -> 2 -> 1, winner to 40
+    assert report.steps_spent == report.successive_halving_steps() < report.brute_force_steps == 160
+    files = result.files
+    for key in ("json", "markdown", "plot"):
+        assert Path(files[key]).is_file()
+    data_json = json.loads(Path(files["json"]).read_text())
+    assert data_json["winner"] == result.winner and len(data_json["candidates"]) == 4
+    assert "halved" in Path(files["markdown"]).read_text()
+    reloaded = tf.AutoModelForSequenceClassification.from_pretrained(files["winner"])
+    assert reloaded.config.num_labels == 2 and (Path(files["winner"]) / "tokenizer.json").is_file()
+    left = [p.name for p in (tmp_path / "out" / "candidates").iterdir()]
+    assert left == [result.winner.replace("/", "--")]  # pruned candidates freed their checkpoints at once
+    with pytest.raises(SelectionError, match="resume=True"):
+        SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"), stage_steps=10).run()
+
+
+def test_failed_candidates_are_dropped_and_the_rest_go_on(tmp_path, candidates, data):
+    train, ev = data
+    missing = str(tmp_path / "no-such-model")
+    result = SelectionCoordinator([missing, *candidates[:2]], train, ev, training_args(tmp_path / "out"),
+                                  stage_steps=10).run()
+    dropped = next(c for c in result.report.candidates if c.name == missing)
+    assert dropped.status == "dropped" and "could not load" in dropped.reason and dropped.steps_trained == 0
+    assert result.winner in candidates[:2]
+    with pytest.raises(SelectionError, match="no candidate finished"):
+        SelectionCoordinator([missing], train, ev, training_args(tmp_path / "none"), stage_steps=10).run()
+
+
+def test_bad_input_fails_before_training(tmp_path, candidates, data):
+    train, ev = data
+    with pytest.raises(DatasetError, match="no label column"):
+        SelectionCoordinator(candidates, train.remove_columns("label"), ev, training_args(tmp_path / "a"))
+    with pytest.raises(DatasetError, match="empty"):
+        SelectionCoordinator(candidates, train, ev.select([]), training_args(tmp_path / "b"))
+    fixed = tf.BertForSequenceClassification(tf.BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1,
+                                                            num_attention_heads=1, intermediate_size=8, num_labels=5))
+    with pytest.raises(SelectionError, match="5 outputs but the dataset has 2 classes"):
+        SelectionCoordinator([Candidate("fixed", fixed, tokenizer=object())], train, ev, training_args(tmp_path / "c"))
+    with pytest.raises(SelectionError, match="max_steps"):
+        SelectionCoordinator(candidates, train, ev, tf.TrainingArguments(str(tmp_path / "d"), use_cpu=True))
+    assert not (tmp_path / "a").exists()  # nothing was trained or written
+
+
+def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data):
+    folder = Path(candidates[0]).parent
+    helper = Path(__file__).with_name("coordinator_helpers.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(helper.parent.parent), os.environ.get("PYTHONPATH", "")])}
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, str(helper), str(folder), str(straight)], check=True, env=env, timeout=300,
+                   capture_output=True)
+    crashed = tmp_path / "crashed"
+    proc = subprocess.Popen([sys.executable, str(helper), str(folder), str(crashed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    decision = crashed / "selection_state" / "decisions" / f"{20:08d}.json"
+
+    def stage_two_saved():  # the survivor checkpointed stage 2 (4 -> 2 at step 10, 2 -> 1 at step 20)
+        return decision.exists() and len(list(crashed.glob("candidates/*/checkpoint-20/trainer_state.json"))) >= 1
+
+    deadline = time.time() + 240
+    while not stage_two_saved() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # mid-selection: stage 2 decided and saved, the winner training on
+    proc.wait()
+    assert stage_two_saved()
+    early = {p.name: p.stat().st_mtime_ns for p in (crashed / "selection_state" / "reports").glob("000000[12]0__*")}
+    subprocess.run([sys.executable, str(helper), str(folder), str(crashed), "resume"], check=True, env=env,
+                   timeout=300, capture_output=True)
+    later = {p.name: p.stat().st_mtime_ns for p in (crashed / "selection_state" / "reports").glob("000000[12]0__*")}
+    assert early == later  # the completed stages were not trained or reported again
+    a = json.loads((straight / "report.json").read_text())
+    b = json.loads((crashed / "report.json").read_text())
+    assert a["winner"] == b["winner"]
+    assert a["candidates"] == [dict(c, seconds=x["seconds"], steps_trained=x["steps_trained"])
+                               for c, x in zip(b["candidates"], a["candidates"], strict=True)]
+    wa = tf.AutoModelForSequenceClassification.from_pretrained(straight / "winner").state_dict()
+    wb = tf.AutoModelForSequenceClassification.from_pretrained(crashed / "winner").state_dict()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6)
+
+
+def test_unused_dataset_features_are_ignored(data):
+    train, _ = data
+    extra = train.add_column("note", ["x"] * len(train))
+    assert detect_columns(extra).text == "text" and isinstance(extra, datasets.Dataset)
