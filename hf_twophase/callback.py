@@ -66,11 +66,13 @@ class FineSelectionCallback(TrainerCallback):
         """The coordinator built this Trainer during the candidate's turn: it already holds the gate."""
         self._holding = True
 
-    def _acquire(self, model, optimizer) -> None:
+    def _acquire(self, model, optimizer, *, restore: bool = True) -> None:
         if self.gate is None or self._holding:
             return
         self.gate.acquire(self.candidate)
         self._holding = True
+        if not restore:  # only to end training inside a turn: its last collectives must not overlap another's
+            return
         if self._rng is not None:
             random.setstate(self._rng["python"])
             np.random.set_state(self._rng["numpy"])
@@ -142,9 +144,8 @@ class FineSelectionCallback(TrainerCallback):
         verdict = self._decide(step)
         self.pending_step = None
         self.verdicts.append((step, verdict))
-        if verdict.go_on:
-            self._acquire(model, optimizer)
-        else:
+        self._acquire(model, optimizer, restore=verdict.go_on)
+        if not verdict.go_on:
             control.should_training_stop = True
             control.should_save = False
             logger.info("fine selection: %s stops at step %d (%s)", self.candidate, step, verdict.reason)

@@ -35,7 +35,7 @@ from .errors import SelectionError
 from .policies import SelectionPolicy, StageSchedule, SuccessiveHalving
 from .proxy.data import detect_columns
 from .report import CandidateReport, SelectionReport
-from .selection_state import DirectorySelectionState, Verdict
+from .selection_state import DirectorySelectionState, SelectionState, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -213,12 +213,17 @@ class SelectionCoordinator:
 
     # ---------------------------------------------------------------- public
     def run(self, *, resume: bool = False) -> SelectionResult:
+        from accelerate import PartialState
+
+        ranks = PartialState()  # one process, or every rank of `accelerate launch` / torchrun
         names = [c.name for c in self.candidates]
         state_dir = self.output_dir / "selection_state"
         manifest = {"candidates": names, "budget": self.budget, "policy": self.policy_factory().describe(),
                     "metric": self.metric}
         manifest_file = self.output_dir / "selection.json"
-        if state_dir.exists() and not resume:
+        existed = state_dir.exists()  # every rank looks before any rank writes, so all raise alike
+        ranks.wait_for_everyone()
+        if existed and not resume:
             raise SelectionError(f"{state_dir} holds an earlier selection; pass resume=True to continue it, or "
                                  "choose another output_dir")
         if resume and manifest_file.is_file():
@@ -226,10 +231,16 @@ class SelectionCoordinator:
             if saved["candidates"] != names or saved["budget"] != self.budget:
                 raise SelectionError(f"{manifest_file} is a selection of other candidates or another budget; "
                                      "cannot resume it with these arguments")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        manifest_file.write_text(json.dumps(manifest, indent=2))
-        state = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
-                                        timeout=self.timeout, poll=0.05)
+        ranks.wait_for_everyone()
+        self._main = ranks.is_main_process
+        if self._main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            manifest_file.write_text(json.dumps(manifest, indent=2))
+            state: SelectionState = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget,
+                                                            mode="sync", timeout=self.timeout, poll=0.05)
+        else:  # other ranks keep their own copy; decisions come from rank 0 by broadcast
+            state = SelectionState(self.policy_factory, names, self.budget, mode="sync", timeout=self.timeout)
+        ranks.wait_for_everyone()
         gate, board = TurnGate(), VerdictBoard()
         slots = {c.name: _Slot(c) for c in self.candidates}
         start = time.perf_counter()
@@ -253,7 +264,7 @@ class SelectionCoordinator:
         return self._finish(slots, state, time.perf_counter() - start)
 
     # ---------------------------------------------------------------- one candidate's thread
-    def _train(self, slot: _Slot, state: DirectorySelectionState, gate: TurnGate, board: VerdictBoard,
+    def _train(self, slot: _Slot, state: SelectionState, gate: TurnGate, board: VerdictBoard,
                resume: bool) -> None:
         name = slot.candidate.name
         try:
@@ -330,7 +341,7 @@ class SelectionCoordinator:
             torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------- the end
-    def _finish(self, slots: dict[str, _Slot], state: DirectorySelectionState, seconds: float) -> SelectionResult:
+    def _finish(self, slots: dict[str, _Slot], state: SelectionState, seconds: float) -> SelectionResult:
         run = state.run_so_far()
         reports = state._effective(state._read_reports())
         dropped = state._read_dropped()
@@ -359,7 +370,7 @@ class SelectionCoordinator:
         slot = slots[winner]
         winner_dir = self.output_dir / "winner"
         self._save_winner(slot, winner_dir)
-        files = report.save(self.output_dir)
+        files = report.save(self.output_dir) if self._main else {}
         return SelectionResult(winner=winner, model=slot.trainer.model, processing=slot.prepared.processing,
                                trainer=slot.trainer, report=report, output_dir=self.output_dir,
                                files={**files, "winner": winner_dir})
@@ -367,10 +378,11 @@ class SelectionCoordinator:
     def _save_winner(self, slot: _Slot, folder: Path) -> None:
         p = slot.prepared
         if p.kind == "timm":
-            import timm.models
+            if self._main:
+                import timm.models
 
-            timm.models.save_for_hf(p.model.model, str(folder), safe_serialization=True)
+                timm.models.save_for_hf(p.model.model, str(folder), safe_serialization=True)
         else:
-            slot.trainer.save_model(str(folder))
-            if hasattr(p.processing, "save_pretrained"):
+            slot.trainer.save_model(str(folder))  # every rank calls it; the Trainer writes on the main one
+            if self._main and hasattr(p.processing, "save_pretrained"):
                 p.processing.save_pretrained(str(folder))

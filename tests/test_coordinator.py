@@ -153,3 +153,16 @@ def test_unused_dataset_features_are_ignored(data):
     train, _ = data
     extra = train.add_column("note", ["x"] * len(train))
     assert detect_columns(extra).text == "text" and isinstance(extra, datasets.Dataset)
+
+
+def test_two_processes_reach_the_same_decisions(tmp_path, candidates):
+    """`torchrun --nproc_per_node 2` on CPU (gloo): rank 0 decides, every rank acts on it, both end cleanly."""
+    helper = Path(__file__).with_name("ddp_helper.py")
+    out = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(helper),
+                           str(out), str(Path(candidates[0]).parent)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["winner"] == ranks[1]["winner"] and ranks[0]["decisions"] == ranks[1]["decisions"]
+    assert (out / "selection" / "winner" / "model.safetensors").is_file()
