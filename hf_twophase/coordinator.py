@@ -336,8 +336,8 @@ class SelectionCoordinator:
         shutil.rmtree(self._candidate_dir(slot), ignore_errors=True)
         slot.trainer = None
         slot.prepared = None
-        gc.collect()
-        if torch.cuda.is_available():
+        if torch.cuda.is_available():  # accelerator memory is the scarce kind: reclaim it now, cycles included
+            gc.collect()
             torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------- the end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,17 +22,26 @@ def make_data(n: int, seed: int) -> datasets.Dataset:
     labels = rng.integers(0, 2, n)
     texts = [" ".join(rng.choice(pos if y else neg, 3)) + " " + " ".join(rng.choice(pos + neg, 2)) for y in labels]
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(num_classes=2)})
+    if os.environ.get("HF_TWOPHASE_FILE_BACKED"):  # some datasets/pyarrow/dill trios cannot hash in-memory tables
+        import tempfile
+
+        import pandas as pd
+
+        folder = tempfile.mkdtemp()
+        pd.DataFrame({"text": texts, "label": labels}).to_parquet(f"{folder}/data.parquet")
+        return datasets.load_dataset("parquet", data_files=f"{folder}/data.parquet", split="train",
+                                     features=features, cache_dir=folder)
     return datasets.Dataset.from_dict({"text": texts, "label": labels.tolist()}, features=features)
 
 
-def make_candidates(folder: Path, hidden=HIDDEN) -> list[str]:
-    tok = tf.AutoTokenizer.from_pretrained(minilm_path())
+def make_candidates(folder: Path, hidden=HIDDEN, layers: int = 1) -> list[str]:
+    tok = tf.AutoTokenizer.from_pretrained(os.environ.get("HF_TWOPHASE_TEST_TOKENIZER") or minilm_path())
     paths = []
     for i, h in enumerate(hidden):
-        path = folder / f"cand{i}-h{h}"
+        path = folder / f"cand{i}-h{h}-l{layers}"
         if not path.exists():
             torch.manual_seed(i)
-            config = tf.BertConfig(vocab_size=tok.vocab_size, hidden_size=h, num_hidden_layers=1,
+            config = tf.BertConfig(vocab_size=tok.vocab_size, hidden_size=h, num_hidden_layers=layers,
                                    num_attention_heads=2, intermediate_size=2 * h, num_labels=2)
             tf.BertForSequenceClassification(config).save_pretrained(path)
             tok.save_pretrained(path)
@@ -40,9 +50,9 @@ def make_candidates(folder: Path, hidden=HIDDEN) -> list[str]:
 
 
 def training_args(output_dir: Path, max_steps: int = 40, **kw) -> tf.TrainingArguments:
-    return tf.TrainingArguments(output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=16,
-                                per_device_eval_batch_size=64, learning_rate=3e-3, seed=0, use_cpu=True,
-                                report_to=[], disable_tqdm=True, **kw)
+    settings = {"use_cpu": True, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
+                "learning_rate": 3e-3, "seed": 0, "report_to": [], "disable_tqdm": True, **kw}
+    return tf.TrainingArguments(output_dir=str(output_dir), max_steps=max_steps, **settings)
 
 
 if __name__ == "__main__":  # the process the resume test kills mid-selection

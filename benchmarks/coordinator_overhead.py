@@ -1,0 +1,95 @@
+"""Coordinator overhead: its wall time minus the time plain Trainers take for the same candidate-steps.
+
+Both sides load each candidate, encode the data, train the same number of steps with the same
+arguments and evaluate at the same stage ends; the coordinator adds turn-taking, pausing (random-number
+state, host/device moves), the shared state on disk, decisions, the report and (with --save-stages) a
+checkpoint per live candidate per stage.
+
+    python benchmarks/coordinator_overhead.py [--candidates 4] [--budget 60] [--stage 15] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import transformers as tf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hf_twophase.candidates import Candidate, accuracy, prepare  # noqa: E402
+from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
+from hf_twophase.proxy.data import detect_columns  # noqa: E402
+from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
+
+
+class StopAt(tf.TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+
+
+CUDA = False
+BATCH = 16
+
+
+def plain(names, steps, stage, budget, train, ev, folder) -> float:
+    columns = detect_columns(train)
+    start = time.perf_counter()
+    for name in names:
+        p = prepare(Candidate.of(name), train, ev, columns)
+        args = training_args(folder / Path(name).name, max_steps=budget, eval_strategy="steps", eval_steps=stage,
+                             save_strategy="no", logging_steps=stage, use_cpu=not CUDA,
+                             per_device_train_batch_size=BATCH)
+        trainer = tf.Trainer(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
+                             data_collator=p.data_collator, compute_metrics=accuracy,
+                             callbacks=[StopAt(steps[name])])
+        trainer.train()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--stage", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--save-stages", action="store_true")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    global CUDA, BATCH
+    CUDA, BATCH = args.device == "cuda", args.batch_size
+    work = Path(tempfile.mkdtemp())
+    names = make_candidates(work / "cands", hidden=(64, 48, 32, 80, 96, 40, 56, 72)[: args.candidates],
+                            layers=args.layers)
+    train, ev = make_data(1024, 0), make_data(256, 1)
+    rows = []
+    for r in range(args.repeats):
+        start = time.perf_counter()
+        result = SelectionCoordinator(names, train, ev, training_args(work / f"sel{r}", max_steps=args.budget,
+                                                                      logging_steps=args.stage, use_cpu=not CUDA,
+                                                                      per_device_train_batch_size=BATCH),
+                                      stage_steps=args.stage, save_stages=args.save_stages).run()
+        coordinated = time.perf_counter() - start
+        steps = {c.name: c.steps_trained for c in result.report.candidates}
+        baseline = plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}")
+        rows.append((coordinated, baseline, sum(steps.values())))
+        print(f"repeat {r}: coordinator {coordinated:.2f} s, plain Trainers {baseline:.2f} s, "
+              f"{sum(steps.values())} candidate-steps, overhead {100 * (coordinated - baseline) / coordinated:.1f}%")
+    c = statistics.median(x[0] for x in rows)
+    b = statistics.median(x[1] for x in rows)
+    print(f"median: coordinator {c:.2f} s, plain {b:.2f} s, overhead {100 * (c - b) / c:.1f}% "
+          f"(device={args.device}, save_stages={args.save_stages})")
+
+
+if __name__ == "__main__":
+    main()
