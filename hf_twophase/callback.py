@@ -98,9 +98,8 @@ class FineSelectionCallback(TrainerCallback):
         if model is not None:
             self._device = next(model.parameters()).device
             if self._device.type != "cpu":  # paused: only the running candidate sits on the accelerator
-                model.to("cpu")
+                model.to("cpu")  # its blocks stay in torch's cache for the next candidate: no empty_cache here
                 _move_optimizer_state(optimizer, torch.device("cpu"))
-                torch.cuda.empty_cache()
         self._holding = False
         self.gate.release(self.candidate)
 
