@@ -7,7 +7,6 @@ transformers classifier.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,9 +150,9 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
             out["labels"] = batch[columns.label]
             return out
 
-        keep = set()
-        encode: Callable = lambda ds: ds.map(tokenize, batched=True, remove_columns=[  # noqa: E731
-            c for c in ds.column_names if c not in keep])
+        def encode(ds):
+            return ds.map(tokenize, batched=True, remove_columns=ds.column_names)
+
         return Prepared(candidate.name, model, encode(train), encode(eval_), DataCollatorWithPadding(processing),
                         processing, kind)
 

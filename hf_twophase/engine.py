@@ -99,18 +99,6 @@ class SelectionRun:
         self.decisions.extend(new)
         return new
 
-    def drop(self, candidate: str, reason: str) -> Decision:
-        """Remove a candidate that failed outside a stage decision (load error, NaN loss...)."""
-        if candidate not in self.alive:
-            raise SelectionError(f"{candidate} is not an alive candidate")
-        self.alive.remove(candidate)
-        step = max(self.history[candidate], default=0)
-        d = Decision(candidate, step, "dropped", reason)
-        self.decisions.append(d)
-        if not self.alive:
-            raise SelectionError(f"every candidate failed; last: {candidate}: {reason}")
-        return d
-
     def state_dict(self) -> dict:
         return {
             "candidates": list(self.candidates), "budget": self.budget, "alive": list(self.alive),

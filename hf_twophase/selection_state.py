@@ -80,6 +80,7 @@ class SelectionState:
         self.stage_ends = self.policy.schedule.ends(budget)
         self._reports: dict[int, dict[str, float]] = {}
         self._dropped: dict[str, str] = {}
+        self._decisions: dict[int, dict] = {}
         self._cond = threading.Condition()
 
     # -- storage (overridden by the directory state)
@@ -96,10 +97,10 @@ class SelectionState:
         self._dropped[candidate] = reason
 
     def _decided(self, step: int) -> dict | None:
-        return getattr(self, "_decisions", {}).get(step)
+        return self._decisions.get(step)
 
     def _write_decision(self, step: int, reports: dict[int, dict[str, float]]) -> dict:
-        self.__dict__.setdefault("_decisions", {})
+        """Freeze the reports a stage was decided on: everyone asking later gets the same decision."""
         return self._decisions.setdefault(step, {"reports": reports})
 
     # -- protocol
