@@ -262,9 +262,10 @@ def make_fine_selection(
     """Named presets: "paper" is Algorithm 1 as published; "improved" is our default.
 
     "improved" predicts with the gain-based trend (median gain of the nearest benchmarks) and trend-prunes
-    only when the rival's pessimistic prediction beats the candidate's optimistic one, so one noisy trend
-    cannot wipe out the field; halving stays by val, which ranked candidates better than any trend
-    predictor on the real curves we replayed (docs/benchmarks.md).
+    only when the rival's pessimistic prediction beats the candidate's optimistic one, each bound two
+    leave-one-benchmark-out errors from the prediction, so a noisy trend cannot wipe out the field;
+    halving stays by val, which ranked candidates better than any trend predictor on the real curves we
+    replayed (docs/benchmarks.md). Growing stages (`growth=2`) suit it best.
     """
     schedule = StageSchedule(stage, 1.0 if growth is None else growth)
     threshold = 0.0 if threshold is None else threshold

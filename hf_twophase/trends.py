@@ -136,26 +136,47 @@ class GainTrendPredictor:
     """Target val at t plus the gain the candidate made from step t to the end on benchmarks alike at t.
 
     The gain is the median over the `neighbours` benchmarks nearest in val at t (the local trend), so a
-    candidate that kept climbing on comparable benchmarks is predicted to keep climbing here. The
-    smallest and largest of those gains bound the prediction, for pruning only when it is clear-cut.
+    candidate that kept climbing on comparable benchmarks is predicted to keep climbing here.
+
+    The prediction carries an interval of `z` times the predictor's own error on this candidate at this
+    step, measured by predicting each of its benchmarks from the others (leave one benchmark out). Early
+    in training, when curves say little, the interval is wide and nothing is pruned on trends; later it
+    narrows. z = 2 is the usual two-sided 95% reading, not a value fitted to any data.
     """
 
     neighbours: int = field(default=5, metadata={"help": "How many benchmarks nearest in val at t form the trend."})
     min_benchmarks: int = field(
         default=2, metadata={"help": "Fewer benchmarks with a point at t than this: no prediction."}
     )
+    z: float = field(default=2.0, metadata={"help": "Interval half-width in units of the leave-one-out error."})
     name: str = "gain"
+
+    def _point(self, v: np.ndarray, f: np.ndarray, target_val: float) -> tuple[float, np.ndarray]:
+        nearest = np.argsort(np.abs(v - target_val), kind="stable")[: self.neighbours]
+        return float(np.median(f[nearest] - v[nearest])), nearest  # a median: one diverged run must not swing it
+
+    def error(self, curves: BenchmarkCurves, step: int) -> float:
+        """Root-mean-square error of this predictor on the candidate's own benchmarks at `step`."""
+        v, f = curves.at_step(step)
+        if len(v) < max(3, self.min_benchmarks + 1):
+            return float("inf")
+        residuals = []
+        for b in range(len(v)):
+            others = np.arange(len(v)) != b
+            gain, _ = self._point(v[others], f[others], v[b])
+            residuals.append(v[b] + gain - f[b])
+        return float(np.sqrt(np.mean(np.square(residuals))))
 
     def predict(self, curves: BenchmarkCurves, step: int, target_val: float) -> Prediction | None:
         v, f = curves.at_step(step)
         if len(v) < self.min_benchmarks:
             return None
-        nearest = np.argsort(np.abs(v - target_val), kind="stable")[: self.neighbours]
-        gains = f[nearest] - v[nearest]
-        gain = float(np.median(gains))  # a median: one diverged benchmark run must not swing the prediction
-        return Prediction(value=float(target_val + gain), n_benchmarks=len(v), trend_val=float(v[nearest].mean()),
-                          detail=f"gain {gain:+.4f} over {len(nearest)} nearest benchmarks",
-                          low=float(target_val + gains.min()), high=float(target_val + gains.max()))
+        gain, nearest = self._point(v, f, target_val)
+        value = float(target_val + gain)
+        half = self.z * self.error(curves, step)
+        return Prediction(value=value, n_benchmarks=len(v), trend_val=float(v[nearest].mean()),
+                          detail=f"gain {gain:+.4f} over {len(nearest)} nearest benchmarks, +/- {half:.4f}",
+                          low=value - half, high=value + half)
 
 
 PREDICTORS = {"paper": PaperTrendPredictor, "gain": GainTrendPredictor}

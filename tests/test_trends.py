@@ -42,8 +42,18 @@ def test_predictors_skip_missing_points_and_need_enough_benchmarks():
     assert PaperTrendPredictor(min_benchmarks=1).predict(curves, 1, 0.2).value == pytest.approx(0.3)
 
 
-def test_gain_predictor_adds_the_local_gain():
-    curves = _curves([0.1, 0.2, 0.6, 0.62], [0.5, 0.6, 0.65, 0.70])
-    p = GainTrendPredictor(neighbours=2).predict(curves, 1, target_val=0.6)
+def test_gain_predictor_adds_the_local_gain_with_a_leave_one_out_interval():
+    v, f = [0.1, 0.2, 0.6, 0.62], [0.5, 0.6, 0.65, 0.70]
+    curves = _curves(v, f)
+    p = GainTrendPredictor(neighbours=2, z=2.0).predict(curves, 1, target_val=0.6)
     assert p.value == pytest.approx(0.6 + np.median([0.05, 0.08]))
-    assert p.lower == pytest.approx(0.65) and p.upper == pytest.approx(0.68)
+
+    def plain_predict(vs, fs, x):  # the same rule, written out
+        order = sorted(range(len(vs)), key=lambda i: abs(vs[i] - x))[:2]
+        return x + float(np.median([fs[i] - vs[i] for i in order]))
+
+    residuals = [plain_predict(v[:b] + v[b + 1:], f[:b] + f[b + 1:], v[b]) - f[b] for b in range(4)]
+    rmse = float(np.sqrt(np.mean(np.square(residuals))))
+    assert p.lower == pytest.approx(p.value - 2 * rmse) and p.upper == pytest.approx(p.value + 2 * rmse)
+    few = GainTrendPredictor(neighbours=2).predict(_curves(v[:2], f[:2]), 1, 0.6)
+    assert few.lower == -np.inf and few.upper == np.inf  # too few benchmarks to know its error: never prunes
