@@ -67,6 +67,7 @@ class Prepared:
     data_collator: Any
     processing: Any
     kind: str
+    encode: Any = None  # encodes any further split (a test set) the same way
 
 
 def _timm_for(spec: str, n_classes: int) -> torch.nn.Module:
@@ -154,7 +155,7 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
             return ds.map(tokenize, batched=True, remove_columns=ds.column_names)
 
         return Prepared(candidate.name, model, encode(train), encode(eval_), DataCollatorWithPadding(processing),
-                        processing, kind)
+                        processing, kind, encode)
 
     def transform(batch):
         images = [_as_rgb(x) for x in batch[columns.image]]
@@ -165,7 +166,7 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
         return {"pixel_values": pixels, "labels": torch.as_tensor(np.asarray(batch[columns.label]))}
 
     return Prepared(candidate.name, model, train.with_transform(transform), eval_.with_transform(transform),
-                    default_data_collator, processing, kind)
+                    default_data_collator, processing, kind, lambda ds: ds.with_transform(transform))
 
 
 def accuracy(eval_pred) -> dict[str, float]:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .clustering import DEFAULT_THRESHOLD, ClusteringConfig
 from .errors import HFTwoPhaseError
@@ -96,6 +97,21 @@ def _cmd_synth(args: argparse.Namespace) -> dict:
     return out
 
 
+def _cmd_build_matrix(args: argparse.Namespace) -> dict:
+    from .builder import BuildConfig, build_matrix
+
+    config = BuildConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
+                         evals_per_epoch=args.evals_per_epoch, train_subset=args.subset, eval_subset=args.eval_subset,
+                         seed=args.seed, use_cpu=args.cpu)
+    matrix = build_matrix(args.models, args.benchmarks, args.out, config, progress=not args.json)
+    out = {"records": str(Path(args.out) / "records.parquet"), "models": matrix.models, "benchmarks": matrix.datasets,
+           "rows": len(matrix)}
+    if not args.json:
+        print(f"{len(matrix.models)} models x {len(matrix.datasets)} benchmarks -> {out['records']}")
+        print(matrix.final_scores().round(4).to_string())
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-twophase", description="Two-phase recall-and-select model selection for Hugging Face models."
@@ -130,6 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("build-matrix", help="fine-tune every model on every benchmark and record the curves")
+    p.add_argument("--models", nargs="+", required=True, help="Hub ids, local folders or timm 'local-dir:' names")
+    p.add_argument("--benchmarks", nargs="+", required=True, help="registered benchmark names (e.g. digits)")
+    p.add_argument("--out", required=True, help="output folder: one file per cell, then records.parquet")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--evals-per-epoch", type=int, default=1)
+    p.add_argument("--subset", type=int, default=None, help="training examples per benchmark (default: its spec)")
+    p.add_argument("--eval-subset", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_cmd_build_matrix)
 
     from .replay import add_replay_arguments
 

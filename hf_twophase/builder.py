@@ -1,0 +1,167 @@
+"""Build the performance matrix: fine-tune every model on every benchmark, record curves and final scores.
+
+Each (model, benchmark) cell is trained by a plain `Trainer` with a standard recipe; a callback records
+the validation metric at every evaluation and the seconds spent; the final test score is measured
+after the last step. A finished cell is written atomically to its own file at once, so a crash loses at
+most the cell in progress, a re-run skips every finished cell, and adding models later trains only the
+new cells. A cell that fails (load error, NaN, out of memory) is written as failed, with its reason,
+and the build goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from transformers import TrainerCallback
+
+from .benchmarks import BenchmarkSpec, get_benchmark
+from .candidates import Candidate, accuracy, prepare
+from .errors import SelectionError
+from .matrix import PerformanceMatrix
+from .proxy.data import detect_columns
+
+
+@dataclass
+class BuildConfig:
+    """The fine-tuning recipe of every matrix cell."""
+
+    epochs: float = field(default=3.0, metadata={"help": "Training epochs over the benchmark's training subset."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (linear decay)."})
+    batch_size: int = field(default=16, metadata={"help": "Per-device training batch size."})
+    evals_per_epoch: int = field(default=1, metadata={"help": "Validation evaluations (curve points) per epoch."})
+    train_subset: int | None = field(default=None, metadata={"help": "Override every benchmark's training size."})
+    eval_subset: int | None = field(default=None, metadata={"help": "Override every benchmark's eval size."})
+    seed: int = field(default=0, metadata={"help": "Seed of data order, head init and subsets."})
+    use_cpu: bool = field(default=False, metadata={"help": "Train on the CPU even when an accelerator exists."})
+
+
+class CurveRecorder(TrainerCallback):
+    """Records (evaluation index, validation metric, seconds since the previous evaluation, optimizer step)."""
+
+    def __init__(self, metric: str = "eval_accuracy"):
+        self.metric = metric
+        self.points: list[tuple[int, float, float, int]] = []
+        self._last = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.metric is None:
+            return
+        now = time.perf_counter()
+        value = float((metrics or {}).get(self.metric, math.nan))
+        if self.points and self.points[-1][3] == state.global_step:
+            return  # the same step evaluated twice: one curve point
+        self.points.append((len(self.points) + 1, value, now - (self._last or now), state.global_step))
+        self._last = time.perf_counter()  # evaluation time is not charged to the next step
+
+
+def _cell_file(out: Path, model: str, benchmark: str) -> Path:
+    key = hashlib.sha1(f"{model}\n{benchmark}".encode()).hexdigest()[:12]
+    safe = f"{model}__{benchmark}".replace("/", "--")[:150]
+    return out / "cells" / f"{safe}.{key}.json"
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig, work: Path) -> list[dict]:
+    """Fine-tune one model on one benchmark; return its records (one per evaluation)."""
+    from transformers import Trainer, TrainingArguments
+
+    candidate = Candidate.of(model)
+    train, validation, test = spec.load(seed=config.seed)
+    if config.train_subset:
+        train = train.select(range(min(config.train_subset, len(train))))
+    if config.eval_subset:
+        validation = validation.select(range(min(config.eval_subset, len(validation))))
+        test = test.select(range(min(config.eval_subset, len(test))))
+    columns = detect_columns(train, label_column=spec.label, text_column=spec.text, text_pair_column=spec.text_pair,
+                             image_column=spec.image)
+    prepared = prepare(candidate, train, validation, columns)
+    steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
+    max_steps = max(1, round(config.epochs * steps_per_epoch))
+    eval_every = max(1, steps_per_epoch // max(1, config.evals_per_epoch))
+    args = TrainingArguments(
+        output_dir=str(work), max_steps=max_steps, per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=max(config.batch_size, 64), learning_rate=config.learning_rate,
+        eval_strategy="steps", eval_steps=eval_every, save_strategy="no", logging_steps=eval_every,
+        report_to=[], seed=config.seed, use_cpu=config.use_cpu, disable_tqdm=True, remove_unused_columns=False,
+    )
+    recorder = CurveRecorder()
+    trainer = Trainer(model=prepared.model, args=args, train_dataset=prepared.train_dataset,
+                      eval_dataset=prepared.eval_dataset, data_collator=prepared.data_collator,
+                      compute_metrics=accuracy, callbacks=[recorder])
+    trainer.train()
+    if not recorder.points or recorder.points[-1][3] != trainer.state.global_step:
+        trainer.evaluate()  # the last step always has a curve point
+    recorder.metric = None  # the test evaluation is not a curve point
+    test_score = float(trainer.evaluate(prepared.encode(test), metric_key_prefix="test")["test_accuracy"])
+    if any(math.isnan(v) for _, v, _, _ in recorder.points) or math.isnan(test_score):
+        raise FloatingPointError("a validation or test score is NaN")
+    rows = [{"model": candidate.name, "dataset": spec.name, "step": s, "val": v, "test": None, "cost": round(c, 4),
+             "train_step": g} for s, v, c, g in recorder.points]
+    rows[-1]["test"] = test_score
+    return rows
+
+
+def build_matrix(
+    models: Sequence[str | Candidate],
+    benchmarks: Sequence[str | BenchmarkSpec],
+    out_dir: str | os.PathLike,
+    config: BuildConfig | None = None,
+    *,
+    progress: bool = True,
+) -> PerformanceMatrix:
+    """Train every missing cell, then write `records.parquet` from every finished one (and return it)."""
+    from tqdm.auto import tqdm
+
+    config = config or BuildConfig()
+    out = Path(out_dir)
+    specs = [b if isinstance(b, BenchmarkSpec) else get_benchmark(b) for b in benchmarks]
+    names = [Candidate.of(m).name for m in models]
+    todo = [(m, n, s) for m, n in zip(models, names, strict=True) for s in specs
+            if not _cell_file(out, n, s.name).is_file()]
+    for model, name, spec in tqdm(todo, desc="matrix cells", disable=not progress):
+        cell = _cell_file(out, name, spec.name)
+        start = time.perf_counter()
+        try:
+            rows = train_cell(model, spec, config, out / "work" / cell.stem)
+            record = {"model": name, "benchmark": spec.name, "status": "done", "rows": rows}
+        except Exception as exc:  # noqa: BLE001 - one failed cell never stops the build
+            record = {"model": name, "benchmark": spec.name, "status": "failed",
+                      "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        record.update(seconds=round(time.perf_counter() - start, 3), config=asdict(config))
+        _write_atomic(cell, record)
+    return collect(out)
+
+
+def collect(out_dir: str | os.PathLike) -> PerformanceMatrix:
+    """Records of every finished cell under `out_dir`, written to `records.parquet` atomically."""
+    out = Path(out_dir)
+    rows, failed = [], []
+    for f in sorted((out / "cells").glob("*.json")):
+        cell = json.loads(f.read_text())
+        if cell["status"] == "done":
+            rows.extend(cell["rows"])
+        else:
+            failed.append({"model": cell["model"], "benchmark": cell["benchmark"], "reason": cell.get("reason")})
+    (out / "failed.json").write_text(json.dumps(failed, indent=2))
+    if not rows:
+        raise SelectionError(f"no matrix cell finished under {out}; {len(failed)} failed (see failed.json)")
+    matrix = PerformanceMatrix(pd.DataFrame(rows), source=str(out / "records.parquet"))
+    matrix.write(out / "records.parquet")
+    return matrix

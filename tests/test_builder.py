@@ -1,0 +1,80 @@
+"""Building the performance matrix: records per evaluation, atomic cells, resumable after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hf_twophase import PerformanceMatrix
+from hf_twophase.benchmarks import REGISTRY, get_benchmark
+from hf_twophase.builder import build_matrix
+from hf_twophase.errors import SelectionError
+from tests.builder_helpers import BENCHMARKS, CONFIG
+from tests.coordinator_helpers import make_candidates
+
+pytestmark = pytest.mark.slow
+HELPER = Path(__file__).with_name("builder_helpers.py")
+
+
+def _comparable(matrix: PerformanceMatrix):
+    return matrix.records.drop(columns=["cost"]).sort_values(["model", "dataset", "step"]).reset_index(drop=True)
+
+
+def test_cells_records_failures_and_rerun(tmp_path):
+    models = make_candidates(tmp_path / "m", hidden=(32, 8))
+    missing = str(tmp_path / "not-a-model")
+    matrix = build_matrix([*models, missing], BENCHMARKS, tmp_path / "out", CONFIG, progress=False)
+    assert matrix.models == sorted(models) and matrix.datasets == ["syn-0", "syn-1"]
+    curve = matrix.curve(models[0], "syn-0")
+    assert curve.steps.tolist() == [1, 2, 3, 4] and 0 <= curve.final <= 1  # 2 epochs x 2 evaluations
+    assert matrix.records["train_step"].max() == 20  # ceil(160 / 16) * 2 optimizer steps
+    failed = json.loads((tmp_path / "out" / "failed.json").read_text())
+    assert {f["model"] for f in failed} == {missing} and "could not load" in failed[0]["reason"]
+    again = build_matrix([*models, missing], BENCHMARKS, tmp_path / "out", CONFIG, progress=False)
+    assert _comparable(again).equals(_comparable(matrix))
+    assert PerformanceMatrix.read(tmp_path / "out" / "records.parquet").models == matrix.models
+    with pytest.raises(SelectionError, match="no matrix cell finished"):
+        build_matrix([missing], BENCHMARKS[:1], tmp_path / "none", CONFIG, progress=False)
+
+
+def test_kill_mid_build_and_rerun_gives_the_same_records(tmp_path):
+    models_dir = tmp_path / "m"
+    make_candidates(models_dir, hidden=(32, 8, 16))
+    env = {**os.environ, "PYTHONPATH": str(HELPER.parent.parent)}
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, str(HELPER), str(models_dir), str(straight)], check=True, env=env,
+                   capture_output=True, timeout=600)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(HELPER), str(models_dir), str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(list((killed / "cells").glob("*.json"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = {p.name: p.stat().st_mtime_ns for p in (killed / "cells").glob("*.json")}
+    assert 2 <= len(kept) < 6 and not (killed / "records.parquet").exists()
+    subprocess.run([sys.executable, str(HELPER), str(models_dir), str(killed)], check=True, env=env,
+                   capture_output=True, timeout=600)
+    after = {p.name: p.stat().st_mtime_ns for p in (killed / "cells").glob("*.json")}
+    assert all(after[name] == mtime for name, mtime in kept.items())  # finished cells were not trained again
+    assert len(after) == 6
+    a = PerformanceMatrix.read(straight / "records.parquet")
+    b = PerformanceMatrix.read(killed / "records.parquet")
+    assert _comparable(a).equals(_comparable(b))  # equal apart from timings
+
+
+def test_registry_has_the_papers_benchmarks_and_packaged_ones():
+    for name in ("glue/cola", "glue/sst2", "imdb", "dbpedia_14", "food101", "cifar10", "mnist", "snacks",
+                 "digits", "rotten_tomatoes_snippets"):
+        assert name in REGISTRY
+    train, validation, test = get_benchmark("digits").load()
+    assert len(train) == 1000 and len(validation) == len(test) == 300
+    assert not set(train["label"]) - set(range(10))
+    with pytest.raises(SelectionError, match="unknown benchmark"):
+        get_benchmark("nope")
