@@ -71,6 +71,15 @@ def _rotten_tomatoes():
     return rotten_tomatoes_snippets()
 
 
+def _packaged(function: str):
+    def load():
+        from . import packaged
+
+        return getattr(packaged, function)()
+
+    return load
+
+
 def _hub(name, modality, hub_id, config=None, **kw) -> BenchmarkSpec:
     return BenchmarkSpec(name=name, modality=modality, hub_id=hub_id, config=config, **kw)
 
@@ -82,6 +91,16 @@ REGISTRY: dict[str, BenchmarkSpec] = {
     "rotten_tomatoes_snippets": BenchmarkSpec("rotten_tomatoes_snippets", "text", text="text",
                                               loader=_rotten_tomatoes, validation_split=None, test_split=None,
                                               train_subset=2000, eval_subset=500),
+    "mnist_subset": BenchmarkSpec("mnist_subset", "image", image="image", loader=_packaged("mnist_subset"),
+                                  validation_split=None, test_split=None, train_subset=2000, eval_subset=500),
+    "faces_subset": BenchmarkSpec("faces_subset", "image", image="image", loader=_packaged("faces_subset"),
+                                  validation_split=None, test_split=None, train_subset=120, eval_subset=40),
+    "political_speeches": BenchmarkSpec("political_speeches", "text", text="text",
+                                        loader=_packaged("political_speeches"), validation_split=None,
+                                        test_split=None, train_subset=120, eval_subset=34),
+    "presidential_debates": BenchmarkSpec("presidential_debates", "text", text="text",
+                                          loader=_packaged("presidential_debates"), validation_split=None,
+                                          test_split=None, train_subset=1000, eval_subset=200),
     # the paper's NLP benchmarks (Hub)
     "glue/cola": _hub("glue/cola", "text", "nyu-mll/glue", "cola", text="sentence", test_split=None),
     "glue/mrpc": _hub("glue/mrpc", "text", "nyu-mll/glue", "mrpc", text="sentence1", text_pair="sentence2",

@@ -92,6 +92,8 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
         if isinstance(spec, torch.nn.Module):
             return _wrap_loaded(candidate, spec, columns)
         spec = str(spec)
+        if spec.startswith("packaged:"):
+            return _load_packaged(candidate, spec.removeprefix("packaged:"), columns)
         if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or _is_timm_dir(Path(spec)):
             import timm.data
 
@@ -115,11 +117,33 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
         raise CandidateError(f"{candidate.name}: could not load: {type(exc).__name__}: {first}") from exc
 
 
+def _load_packaged(candidate: Candidate, name: str, columns: Columns):
+    import transformers as tf
+
+    from .packaged import packaged_model
+
+    parts = packaged_model(name)
+    if "model" in parts and isinstance(parts["model"], torch.nn.Module):
+        return _wrap_loaded(candidate, parts["model"], columns)
+    if columns.modality != "text":
+        raise CandidateError(f"{candidate.name}: a text model cannot be trained on an image dataset")
+    if "config" in parts:
+        config = parts["config"]
+        config.num_labels = columns.n_classes
+        model = tf.AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = tf.AutoModelForSequenceClassification.from_pretrained(parts["model"], num_labels=columns.n_classes,
+                                                                      use_safetensors=True)
+    return model, parts["tokenizer"], "text-classifier"
+
+
 def _wrap_loaded(candidate: Candidate, module: torch.nn.Module, columns: Columns):
     n = columns.n_classes
     if hasattr(module, "pretrained_cfg") and not hasattr(module, "config"):  # timm
         import timm.data
 
+        if columns.modality != "image":
+            raise CandidateError(f"{candidate.name}: an image model cannot be trained on a text dataset")
         if module.num_classes != n:
             module.reset_classifier(n)
         cfg = timm.data.resolve_data_config({}, model=module)
