@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import SelectionError
-from .policies import Decision, SelectionPolicy
+from .policies import Decision, SelectionPolicy, Shortlist
 
 
 @dataclass
@@ -21,6 +21,7 @@ class SelectionRun:
     policy: SelectionPolicy
     candidates: Sequence[str]
     budget: int
+    apply_shortlist: bool = True  # False: the candidates are already the shortlist (replaying reports)
     shortlist_cost: float = field(init=False, default=0.0)
     alive: list[str] = field(init=False)
     history: dict[str, dict[int, float]] = field(init=False)
@@ -34,7 +35,7 @@ class SelectionRun:
         if len(set(self.candidates)) != len(self.candidates):
             raise SelectionError("candidate names must be unique")
         self.candidates = list(self.candidates)
-        short = self.policy.shortlist(self.candidates)
+        short = self.policy.shortlist(self.candidates) if self.apply_shortlist else Shortlist(list(self.candidates))
         if not short.candidates:
             raise SelectionError(f"policy {self.policy.name} kept no candidate before training")
         self.shortlist_cost = short.cost

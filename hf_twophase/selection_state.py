@@ -46,7 +46,7 @@ def _replay(policy: SelectionPolicy, candidates: Sequence[str], budget: int,
             reports: dict[int, dict[str, float]], upto: int) -> SelectionRun:
     """Re-derive every decision up to stage step `upto` from the reports: the same inputs give the same
     decisions in every process, which is what keeps ranks and machines in agreement."""
-    run = SelectionRun(policy, list(candidates), budget)
+    run = SelectionRun(policy, list(candidates), budget, apply_shortlist=False)  # never re-run a recall phase
     while not run.done and run.next_step() is not None and run.next_step() <= upto:
         step = run.next_step()
         run.observe({c: reports.get(step, {}).get(c, float("nan")) for c in run.alive})
