@@ -59,18 +59,6 @@ class BenchmarkSpec:
         return train, validation, test
 
 
-def _digits():
-    from .packaged import digits_dataset
-
-    return digits_dataset()
-
-
-def _rotten_tomatoes():
-    from .packaged import rotten_tomatoes_snippets
-
-    return rotten_tomatoes_snippets()
-
-
 def _packaged(function: str):
     def load():
         from . import packaged
@@ -86,11 +74,11 @@ def _hub(name, modality, hub_id, config=None, **kw) -> BenchmarkSpec:
 
 REGISTRY: dict[str, BenchmarkSpec] = {
     # packaged: no network needed
-    "digits": BenchmarkSpec("digits", "image", image="image", loader=_digits, validation_split=None,
-                            test_split=None, train_subset=1000, eval_subset=300),
+    "digits": BenchmarkSpec("digits", "image", image="image", loader=_packaged("digits_dataset"),
+                            validation_split=None, test_split=None, train_subset=1000, eval_subset=300),
     "rotten_tomatoes_snippets": BenchmarkSpec("rotten_tomatoes_snippets", "text", text="text",
-                                              loader=_rotten_tomatoes, validation_split=None, test_split=None,
-                                              train_subset=2000, eval_subset=500),
+                                              loader=_packaged("rotten_tomatoes_snippets"), validation_split=None,
+                                              test_split=None, train_subset=2000, eval_subset=500),
     "mnist_subset": BenchmarkSpec("mnist_subset", "image", image="image", loader=_packaged("mnist_subset"),
                                   validation_split=None, test_split=None, train_subset=2000, eval_subset=500),
     "faces_subset": BenchmarkSpec("faces_subset", "image", image="image", loader=_packaged("faces_subset"),

@@ -56,15 +56,16 @@ class TurnGate:
             self.status[candidate] = "running"
 
     def release(self, candidate: str) -> None:
-        with self._cond:
-            self.status[candidate] = "paused"
-            if self._turn == candidate:
-                self._turn = None
-            self._cond.notify_all()
+        """Paused at a stage end: the next candidate may run."""
+        self._leave(candidate, "paused")
 
     def finish(self, candidate: str) -> None:
+        """Done (winner trained, pruned, or failed): never asks for a turn again."""
+        self._leave(candidate, "finished")
+
+    def _leave(self, candidate: str, status: str) -> None:
         with self._cond:
-            self.status[candidate] = "finished"
+            self.status[candidate] = status
             if self._turn == candidate:
                 self._turn = None
             self._cond.notify_all()

@@ -9,7 +9,7 @@ scores with `observe()`, and repeats until `winner` is set. Its whole state is p
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import SelectionError
@@ -99,6 +99,18 @@ class SelectionRun:
             self.stage_index += 1
         self.decisions.extend(new)
         return new
+
+    def play(self, score_at: Callable[[str, int], float]) -> dict[str, int]:
+        """Drive the selection to its end with `score_at(candidate, step)` as the evaluation, and return the
+        step each candidate trained to (the winner: the full budget). How replay and cost estimates train."""
+        reached = dict.fromkeys(self.alive, 0)
+        while not self.done:
+            step = self.next_step()
+            for c in self.alive:
+                reached[c] = step
+            self.observe({c: score_at(c, step) for c in self.alive})
+        reached[self.winner] = self.budget
+        return reached
 
     def state_dict(self) -> dict:
         return {

@@ -254,10 +254,6 @@ class PerformanceMatrix:
             cost=rows["cost"].to_numpy(dtype=float), final=float(final),
         )
 
-    def curves(self, model: str) -> dict[str, Curve]:
-        """All of one model's curves, by dataset."""
-        return {d: self.curve(model, d) for d in self.records.loc[self.records["model"] == model, "dataset"].unique()}
-
     def pair_cost(self, model: str, dataset: str, until_step: int | None = None) -> float:
         """Compute spent on a pair (steps without a cost count as one unit each)."""
         curve = self.curve(model, dataset)

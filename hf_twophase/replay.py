@@ -148,13 +148,7 @@ def replay_target(
     run = SelectionRun(policy, candidates, budget)
     proxy_cost = run.shortlist_cost
     recalled = list(run.alive) if isinstance(policy, TwoPhase) else None
-    reached = dict.fromkeys(run.alive, 0)
-    while not run.done:
-        step = run.next_step()
-        for m in run.alive:
-            reached[m] = step
-        run.observe({m: cube.val_at(m, target, step) for m in run.alive})
-    reached[run.winner] = budget
+    reached = run.play(lambda m, step: cube.val_at(m, target, step))
     cost = proxy_cost + sum(cube.cost_until(m, target, s) for m, s in reached.items() if s > 0)
     selected_score = truth[run.winner]
     return ReplayRun(

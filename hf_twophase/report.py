@@ -54,14 +54,8 @@ class SelectionReport:
             return 0
         schedule = StageSchedule(self.policy.get("stage", self.stage_ends[0]), self.policy.get("growth", 1.0))
         run = SelectionRun(SuccessiveHalving(schedule), names, self.budget)
-        reached = dict.fromkeys(names, 0)
-        while not run.done:
-            step = run.next_step()
-            for c in run.alive:
-                reached[c] = step
-            run.observe({c: float(i) for i, c in enumerate(run.alive)})  # SH's cost does not depend on scores
-        reached[run.winner] = self.budget
-        return sum(reached.values())
+        order = {c: float(i) for i, c in enumerate(names)}
+        return sum(run.play(lambda c, step: order[c]).values())  # SH's cost does not depend on the scores
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import datasets
 import pytest
 import torch
 import transformers as tf
@@ -147,12 +146,6 @@ def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data):
     wb = tf.AutoModelForSequenceClassification.from_pretrained(crashed / "winner").state_dict()
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6)
-
-
-def test_unused_dataset_features_are_ignored(data):
-    train, _ = data
-    extra = train.add_column("note", ["x"] * len(train))
-    assert detect_columns(extra).text == "text" and isinstance(extra, datasets.Dataset)
 
 
 def test_two_processes_reach_the_same_decisions(tmp_path, candidates):

@@ -88,13 +88,7 @@ def _sh_cost(n, stage, growth, budget):
     """Steps trained by successive halving over n candidates whose val is their index (a deterministic race)."""
     names = [f"m{i}" for i in range(n)]
     run = SelectionRun(SuccessiveHalving(StageSchedule(stage, growth)), names, budget)
-    reached = dict.fromkeys(names, 0)
-    while not run.done:
-        step = run.next_step()
-        for c in run.alive:
-            reached[c] = step
-        run.observe({c: float(c[1:]) for c in run.alive})
-    reached[run.winner] = budget
+    reached = run.play(lambda c, step: float(c[1:]))
     return sum(reached.values()), run.winner
 
 

@@ -174,6 +174,16 @@ def test_unloadable_models(tmp_path, tokenizer, text_ds):
         _scorer().score(str(custom), text_ds)
 
 
+def test_scorer_config_is_not_mutated():
+    from hf_twophase.proxy import ProxyConfig
+
+    config = ProxyConfig(batch_size=8)
+    scorer = LEEPScorer(config, max_samples=10)
+    assert scorer.config.max_samples == 10 and config.max_samples == 2000 and scorer.config.batch_size == 8
+    with pytest.raises(TypeError, match="bogus"):
+        LEEPScorer(bogus=1)
+
+
 def test_stratified_sample():
     labels = np.array([0] * 90 + [1] * 9 + [2])
     idx = stratified_indices(labels, 20, seed=0)

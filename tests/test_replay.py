@@ -62,7 +62,7 @@ def test_two_phase_charges_proxy_cost(records):
     run = runs[0]
     cube = CurveCube(matrix)
     scored = Phase1.from_matrix(matrix, target="bench-02", candidates=cube.models_on("bench-02")).to_score(6)
-    assert len(run.recalled) == 6 and 0 < len(scored) < cube.models_on("bench-02").__len__()
+    assert len(run.recalled) == 6 and 0 < len(scored) < len(cube.models_on("bench-02"))
     assert run.proxy_cost == pytest.approx(1.0 * len(scored))  # the file's cost: 1.0 per scored model
     no_cost = proxy.assign(cost=np.nan)
     half = replay(matrix, "two-phase", targets=["bench-02"], proxy_table=no_cost, k=6)[0]

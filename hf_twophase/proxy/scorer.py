@@ -160,11 +160,12 @@ class _ProxyScorer:
     method = "proxy"
 
     def __init__(self, config: ProxyConfig | None = None, **overrides):
-        self.config = config or ProxyConfig()
-        for key, value in overrides.items():
-            if not hasattr(self.config, key):
-                raise TypeError(f"unknown ProxyConfig field {key!r}")
-            setattr(self.config, key, value)
+        import dataclasses
+
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(ProxyConfig)}
+        if unknown:
+            raise TypeError(f"unknown ProxyConfig field(s): {', '.join(sorted(unknown))}")
+        self.config = dataclasses.replace(config or ProxyConfig(), **overrides)  # the caller's config stays as it was
 
     # ------------------------------------------------------------------ public
     def score(
