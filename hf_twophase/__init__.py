@@ -26,7 +26,10 @@ __version__ = "0.1.0"
 
 _LAZY = {  # torch-heavy pieces load on first use, so the CLI and the pure algorithms start fast
     "LEEPScorer": "hf_twophase.proxy", "LogMEScorer": "hf_twophase.proxy", "ProxyConfig": "hf_twophase.proxy",
-    "ProxyResult": "hf_twophase.proxy",
+    "ProxyResult": "hf_twophase.proxy", "RepoSelector": "hf_twophase.selector",
+    "SelectorConfig": "hf_twophase.selector",
+    "SelectionCoordinator": "hf_twophase.coordinator", "FineSelectionCallback": "hf_twophase.callback",
+    "LocalHub": "hf_twophase.hub_server",
 }
 
 
@@ -44,9 +47,11 @@ __all__ = [
     "ClusteringConfig",
     "Decision",
     "FineSelection",
+    "FineSelectionCallback",
     "GainTrendPredictor",
     "HFTwoPhaseError",
     "LEEPScorer",
+    "LocalHub",
     "LogMEScorer",
     "PaperTrendPredictor",
     "PerformanceMatrix",
@@ -55,8 +60,11 @@ __all__ = [
     "ProxyResult",
     "RecallResult",
     "RecordsError",
+    "RepoSelector",
+    "SelectionCoordinator",
     "SelectionError",
     "SelectionRun",
+    "SelectorConfig",
     "StageSchedule",
     "SuccessiveHalving",
     "TwoPhase",

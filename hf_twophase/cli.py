@@ -106,10 +106,31 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
     matrix = build_matrix(args.models, args.benchmarks, args.out, config, progress=not args.json)
     out = {"records": str(Path(args.out) / "records.parquet"), "models": matrix.models, "benchmarks": matrix.datasets,
            "rows": len(matrix)}
+    if args.push:
+        provenance = (f"Built with `hf-twophase build-matrix` (epochs {config.epochs}, learning rate "
+                      f"{config.learning_rate}, batch size {config.batch_size}, {config.evals_per_epoch} "
+                      f"evaluation(s) per epoch, seed {config.seed}) on benchmarks {', '.join(args.benchmarks)}.")
+        out["pushed"] = {"repo_id": args.push, "commit": matrix.push_to_hub(args.push, provenance=provenance)}
     if not args.json:
         print(f"{len(matrix.models)} models x {len(matrix.datasets)} benchmarks -> {out['records']}")
         print(matrix.final_scores().round(4).to_string())
+        if args.push:
+            print(f"pushed to the Hub dataset {args.push} (commit {out['pushed']['commit'][:10]})")
     return out
+
+
+def _cmd_hub_server(args: argparse.Namespace) -> dict:
+    from .hub_server import LocalHub
+
+    hub = LocalHub(args.root, host=args.host, port=args.port)
+    hub.start()
+    print(f"local hub serving {Path(args.root).resolve()} at {hub.url}\n"
+          f"  export HF_ENDPOINT={hub.url} HF_HUB_DISABLE_XET=1   (any HF_TOKEN value can write)", flush=True)
+    try:
+        hub.serve_forever()
+    finally:
+        hub.stop()
+    return {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,8 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-subset", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument("--push", default=None, metavar="REPO_ID",
+                   help="then publish the records as this Hub dataset, merged with what it already holds")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd_build_matrix)
+
+    p = sub.add_parser("hub-server", help="serve a local, Hub-compatible HTTP API from a folder (air-gapped teams)")
+    p.add_argument("--root", required=True, help="folder that keeps the repositories")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.1, localhost or ::1)")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=_cmd_hub_server)
 
     from .replay import add_replay_arguments
 

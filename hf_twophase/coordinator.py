@@ -127,6 +127,14 @@ class SelectionResult:
     output_dir: Path
     files: dict = field(default_factory=dict)
 
+    def push_to_hub(self, repo_id: str, *, task: str, dataset_name: str = "the user's dataset",
+                    private: bool = False, token: str | bool | None = None, license: str | None = None) -> str:
+        """Upload the winner with a model card carrying the selection report; returns the commit id."""
+        from .hub import push_winner
+
+        return push_winner(self.files["winner"], repo_id, self.report, task=task, dataset_name=dataset_name,
+                           private=private, token=token, license=license)
+
 
 @dataclass
 class _Slot:

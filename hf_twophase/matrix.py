@@ -204,6 +204,24 @@ class PerformanceMatrix:
 
         return datasets.Dataset.from_pandas(self.records, preserve_index=False)
 
+    @classmethod
+    def from_hub(cls, repo_id: str, *, revision: str | None = None, token: str | bool | None = None
+                 ) -> PerformanceMatrix:
+        """The matrix published as the Hub dataset `repo_id` (at `revision`, default the latest commit)."""
+        from .hub import load_matrix
+
+        return load_matrix(repo_id, revision=revision, token=token)
+
+    def push_to_hub(self, repo_id: str, *, proxy: pd.DataFrame | None = None, overwrite: bool = False,
+                    private: bool = False, task: str | None = None, commit_message: str | None = None,
+                    token: str | bool | None = None, provenance: str | None = None) -> str:
+        """Publish as a Parquet Hub dataset with its card, merged with what is already there (published rows win
+        unless `overwrite`). Returns the commit id."""
+        from .hub import push_matrix
+
+        return push_matrix(self, repo_id, proxy=proxy, overwrite=overwrite, private=private, task=task,
+                           commit_message=commit_message, token=token, provenance=provenance)
+
     def write(self, path: str | os.PathLike) -> Path:
         """Write CSV or Parquet by extension, atomically, so a crash never leaves half a file behind."""
         path = Path(path)

@@ -13,11 +13,13 @@ from pathlib import Path
 from .engine import SelectionRun
 from .policies import StageSchedule, SuccessiveHalving
 
+UNTRAINED = ("not-recalled", "skipped")  # listed but never trained: no part of what brute force would have cost
+
 
 @dataclass
 class CandidateReport:
     name: str
-    status: str  # "winner" | "pruned" | "dropped" | "not-recalled" | "failed"
+    status: str  # "winner" | "pruned" | "dropped" | "failed" | "not-recalled" | "skipped"
     reason: str = ""
     curve: dict[int, float] = field(default_factory=dict)
     steps_trained: int = 0
@@ -44,12 +46,12 @@ class SelectionReport:
 
     @property
     def brute_force_steps(self) -> int:
-        trained = [c for c in self.candidates if c.status != "not-recalled"]
+        trained = [c for c in self.candidates if c.status not in UNTRAINED]
         return self.budget * len(trained)
 
     def successive_halving_steps(self) -> int:
         """What successive halving would have trained on the same candidates and stage schedule."""
-        names = [c.name for c in self.candidates if c.status != "not-recalled"]
+        names = [c.name for c in self.candidates if c.status not in UNTRAINED]
         if not names:
             return 0
         schedule = StageSchedule(self.policy.get("stage", self.stage_ends[0]), self.policy.get("growth", 1.0))

@@ -1,9 +1,30 @@
-"""Shared fixtures: small hand-made records, written the way users write them."""
+"""Shared fixtures: small hand-made records, written the way users write them, and a local Hub.
+
+The local Hub starts here, at import, because the Hub client libraries read HF_ENDPOINT, HF_HOME and the token once,
+when they are first imported: every test then talks to 127.0.0.1 over real HTTP, never to the internet.
+"""
 
 from __future__ import annotations
 
-import pandas as pd
-import pytest
+import atexit
+import os
+import shutil
+import tempfile
+
+from hf_twophase.hub_server import LocalHub, hub_environment
+
+_HUB_FOLDER = tempfile.mkdtemp(prefix="hf-twophase-tests-")
+LOCAL_HUB = LocalHub(os.path.join(_HUB_FOLDER, "hub")).start()
+os.environ.update(hub_environment(LOCAL_HUB.url, os.path.join(_HUB_FOLDER, "hf_home")))
+atexit.register(lambda: (LOCAL_HUB.stop(), shutil.rmtree(_HUB_FOLDER, ignore_errors=True)))
+
+import pandas as pd  # noqa: E402 - after the Hub environment is set
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def local_hub() -> LocalHub:
+    return LOCAL_HUB
 
 
 @pytest.fixture

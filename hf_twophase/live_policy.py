@@ -1,0 +1,62 @@
+"""The policy of a live selection, built from the performance matrix: trends indexed by the fraction of training.
+
+Why a fraction: the benchmark curves were recorded at the matrix builder's evaluation points (say 6 per run), while a
+live selection stops at its own stage ends (say step 40 of a 200-step budget). A live step is matched to the curve
+point at the same fraction of the training budget, so "20% of the way" means the same thing on both sides.
+Pure: no transformers import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .errors import SelectionError
+from .matrix import PerformanceMatrix
+from .policies import BruteForce, SelectionPolicy, StageSchedule, SuccessiveHalving, make_fine_selection
+from .replay import CurveCube
+
+LIVE_POLICIES = ("fine-selection", "successive-halving", "brute-force")
+
+
+def fraction_curve_step(budget: int, curve_length: int):
+    """Map a live step (1..budget) to a curve index (1..curve_length) at the same fraction of training."""
+    if budget < 1 or curve_length < 1:
+        raise SelectionError(f"budget and curve length must be >= 1, got {budget} and {curve_length}")
+
+    def curve_step(step: int) -> int:
+        return int(min(curve_length, max(1, round(step * curve_length / budget))))
+
+    return curve_step
+
+
+def live_policy(
+    name: str,
+    *,
+    budget: int,
+    stage_steps: int,
+    growth: float = 1.0,
+    matrix: PerformanceMatrix | None = None,
+    candidates: Iterable[str] = (),
+    variant: str = "improved",
+    threshold: float | None = None,
+    exclude: str | None = None,
+) -> SelectionPolicy:
+    """The policy a live selection runs. Fine selection reads each candidate's curves from ``matrix`` (all
+    benchmarks but ``exclude``); a candidate the matrix does not know is judged by its validation score alone."""
+    schedule = StageSchedule(stage_steps, growth)
+    if name == "brute-force":
+        return BruteForce()
+    if name == "successive-halving":
+        return SuccessiveHalving(schedule)
+    if name != "fine-selection":
+        raise SelectionError(f"unknown policy {name!r}; expected one of {', '.join(LIVE_POLICIES)}")
+    if matrix is None:
+        raise SelectionError("fine selection needs a performance matrix for its convergence trends")
+    known = set(matrix.models)
+    wanted = [c for c in candidates if c in known]
+    cube = CurveCube(matrix.subset(models=wanted)) if wanted else None
+    curves = {m: cube.benchmark_curves(m, exclude=exclude or "") for m in wanted} if cube else {}
+    policy = make_fine_selection({m: c for m, c in curves.items() if c is not None}, variant, threshold=threshold,
+                                 stage=stage_steps, growth=growth)
+    policy.curve_step = fraction_curve_step(budget, cube.max_step if cube else 1)
+    return policy

@@ -1,0 +1,365 @@
+"""``RepoSelector``: the front door. A repository of candidate models + a performance matrix -> a trained winner.
+
+Why one object: a user thinks "these models (or the Hub's top ones for my task), this matrix, my data", not in
+clusters and policies. The selector lists the candidates, joins them with the matrix (models the matrix does not know
+are "cold": they cannot be clustered), recalls the top K with a proxy score computed for cluster representatives
+only (phase 1), and hands the recalled models to the coordinator's fine selection (phase 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .clustering import ClusteringConfig, mean_scores
+from .errors import HFTwoPhaseError, SelectionError
+from .matrix import PerformanceMatrix
+from .proxy.data import detect_columns
+from .proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
+from .recall import normaliser_for
+
+TASKS = ("text-classification", "image-classification")
+_PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
+
+
+@dataclass
+class SelectorConfig:
+    """How a selection runs. Defaults follow the paper, with the improvements measured in docs/benchmarks.md."""
+
+    k: int = field(default=10, metadata={"help": "How many models phase 1 recalls for fine selection."})
+    cold_budget: int = field(
+        default=0,
+        metadata={"help": "Score up to this many models the matrix does not know directly with the proxy and rank "
+                          "them with the rest (0: leave them out)."},
+    )
+    proxy: str = field(default="leep", metadata={"help": "Proxy score of phase 1: 'leep' or 'logme'."})
+    normaliser: str = field(
+        default="auto", metadata={"help": "Proxy normaliser of Eq. 3-4: auto (exp for LEEP), exp, minmax, rank."}
+    )
+    proxy_config: ProxyConfig = field(default_factory=ProxyConfig,
+                                      metadata={"help": "Batch size, samples, device... of the proxy scorer."})
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig,
+                                         metadata={"help": "How models are clustered by their benchmark scores."})
+    policy: str = field(
+        default="fine-selection",
+        metadata={"help": "Phase 2: fine-selection, successive-halving or brute-force."},
+    )
+    variant: str = field(default="improved", metadata={"help": "Fine selection: 'improved' (default) or 'paper'."})
+    threshold: float | None = field(default=None, metadata={"help": "Fine selection's pruning threshold."})
+    stage_steps: int | None = field(
+        default=None, metadata={"help": "Training steps of the first stage (default: a fifth of the budget)."}
+    )
+    growth: float = field(default=1.0, metadata={"help": "Each stage is this many times longer than the last."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+    allow_pickle: bool = field(
+        default=False, metadata={"help": "Consider repositories whose only weights are pickles (.bin/.pth)."}
+    )
+
+
+@dataclass
+class RepoEntry:
+    """One listed model and what became of it."""
+
+    model: str
+    status: str  # "warm" (in the matrix) | "cold" (not in it) | "skipped"
+    reason: str = ""
+    downloads: int | None = None
+    parameters: int | None = None
+    sha: str | None = None
+
+
+@dataclass
+class RecallOutcome:
+    """Phase 1's answer, with the bookkeeping that makes its cost visible."""
+
+    recalled: list[str]
+    scores: dict[str, float]
+    scored: dict[str, ProxyResult]
+    cold_scored: list[str]
+    skipped: dict[str, str]
+    note: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"recalled": self.recalled, "scores": self.scores,
+                "scored": {m: r.to_dict() for m, r in self.scored.items()}, "cold_scored": self.cold_scored,
+                "skipped": self.skipped, "note": self.note, "seconds": round(self.seconds, 3)}
+
+
+def resolve_matrix(matrix: PerformanceMatrix | str | os.PathLike, *, revision: str | None = None,
+                   token: str | bool | None = None) -> PerformanceMatrix:
+    """A matrix object as is; an existing local records file; otherwise a Hub dataset id."""
+    if isinstance(matrix, PerformanceMatrix):
+        return matrix
+    path = Path(matrix)
+    if path.is_file():
+        return PerformanceMatrix.read(path)
+    text = str(matrix)
+    if path.suffix in (".csv", ".parquet") or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise SelectionError(f"matrix file {matrix} does not exist (a Hub matrix is named 'namespace/name')")
+    from .hub import load_matrix
+
+    return load_matrix(str(matrix), revision=revision, token=token)
+
+
+def _weights_problem(info, allow_pickle: bool) -> str | None:
+    files = [s.rfilename for s in (info.siblings or [])]
+    if not files:
+        return None  # the listing did not say; loading will tell
+    if any(f.endswith(".safetensors") for f in files):
+        return None
+    if any(f.endswith(_PICKLE_SUFFIXES) for f in files):
+        return None if allow_pickle else "only pickled weights (.bin/.pth); pass allow_pickle=True to consider it"
+    return "no weights in the repository"
+
+
+class RepoSelector:
+    """Select and fine-tune the best model of a repository for a classification dataset.
+
+    >>> selector = RepoSelector.from_hub(task="text-classification", matrix="my-org/perf-matrix")
+    >>> result = selector.select(train, validation, TrainingArguments("out", max_steps=500))
+    >>> result.model, result.report.to_markdown()
+    """
+
+    def __init__(self, entries: Sequence[RepoEntry], matrix: PerformanceMatrix, *, task: str | None = None,
+                 config: SelectorConfig | None = None, **overrides: Any):
+        if task is not None and task not in TASKS:
+            raise SelectionError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        self.task = task
+        self.matrix = matrix
+        self.entries = list(entries)
+        self.config = dataclasses.replace(config or SelectorConfig(), **overrides)
+        if self.config.proxy not in ("leep", "logme"):
+            raise SelectionError(f"unknown proxy {self.config.proxy!r}; expected 'leep' or 'logme'")
+        if not self.warm and (self.config.cold_budget <= 0 or not self.cold):
+            listed = [e.model for e in self.entries if e.status != "skipped"]
+            raise SelectionError(
+                f"the matrix ({len(matrix.models)} models) covers none of the {len(listed)} candidate(s)"
+                f"{': ' + ', '.join(listed[:5]) if listed else ''}{' ...' if len(listed) > 5 else ''}; use a matrix "
+                "that knows some of them, or pass cold_budget=N to score up to N of them directly")
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_hub(
+        cls,
+        task: str,
+        matrix: PerformanceMatrix | str | os.PathLike,
+        *,
+        limit: int = 100,
+        library: str | None = None,
+        language: str | None = None,
+        license: str | None = None,
+        max_parameters: int | None = None,
+        search: str | None = None,
+        author: str | None = None,
+        matrix_revision: str | None = None,
+        token: str | bool | None = None,
+        config: SelectorConfig | None = None,
+        **overrides: Any,
+    ) -> RepoSelector:
+        """The Hub's most downloaded ``task`` models (filtered), joined with ``matrix`` (a Hub dataset id, a local
+        records file or a ``PerformanceMatrix``). Private and gated repositories, and those without usable weights,
+        are listed as skipped with their reason."""
+        from huggingface_hub import HfApi
+
+        from .hub import hub_errors
+
+        if task not in TASKS:
+            raise SelectionError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        if limit < 1:
+            raise SelectionError(f"limit must be >= 1, got {limit}")
+        perf = resolve_matrix(matrix, revision=matrix_revision, token=token)
+        cfg = dataclasses.replace(config or SelectorConfig(), **overrides)
+        tags = [t for t in (library, language, f"license:{license}" if license else None) if t]
+        with hub_errors(f"the list of {task} models"):
+            infos = list(HfApi(token=token).list_models(
+                pipeline_tag=task, sort="downloads", limit=limit, filter=tags or None, search=search, author=author,
+                expand=["downloads", "private", "gated", "disabled", "siblings", "safetensors", "sha"]))
+        known = set(perf.models)
+        entries = []
+        for info in infos:
+            params = getattr(getattr(info, "safetensors", None), "total", None)
+            entry = RepoEntry(model=info.id, status="warm" if info.id in known else "cold",
+                              downloads=getattr(info, "downloads", None), parameters=params, sha=info.sha)
+            problem = None
+            if getattr(info, "private", False):
+                problem = "private repository"
+            elif getattr(info, "gated", False):
+                problem = f"gated repository ({info.gated}): accept its conditions on the Hub to consider it"
+            elif getattr(info, "disabled", False):
+                problem = "disabled repository"
+            elif max_parameters is not None and params is not None and params > max_parameters:
+                problem = f"{params:,} parameters > max_parameters={max_parameters:,}"
+            else:
+                problem = _weights_problem(info, cfg.allow_pickle)
+            if problem:
+                entry.status, entry.reason = "skipped", problem
+            entries.append(entry)
+        return cls(entries, perf, task=task, config=cfg)
+
+    @classmethod
+    def from_models(cls, models: Iterable[str], matrix: PerformanceMatrix | str | os.PathLike, *,
+                    task: str | None = None, matrix_revision: str | None = None, token: str | bool | None = None,
+                    config: SelectorConfig | None = None, **overrides: Any) -> RepoSelector:
+        """A given list of Hub ids, local paths or ``packaged:`` names, joined with ``matrix``."""
+        perf = resolve_matrix(matrix, revision=matrix_revision, token=token)
+        known = set(perf.models)
+        names = list(dict.fromkeys(str(m) for m in models))
+        if not names:
+            raise SelectionError("no models given")
+        entries = [RepoEntry(model=m, status="warm" if m in known else "cold") for m in names]
+        return cls(entries, perf, task=task, config=config, **overrides)
+
+    # ---------------------------------------------------------------- views
+    @property
+    def warm(self) -> list[str]:
+        return [e.model for e in self.entries if e.status == "warm"]
+
+    @property
+    def cold(self) -> list[str]:
+        return [e.model for e in self.entries if e.status == "cold"]
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {e.model: e.reason for e in self.entries if e.status == "skipped"}
+
+    def __repr__(self) -> str:
+        return (f"RepoSelector(task={self.task!r}, warm={len(self.warm)}, cold={len(self.cold)}, "
+                f"skipped={len(self.skipped)}, matrix={self.matrix!r})")
+
+    def _usable(self) -> int:
+        return len(self.warm) + min(len(self.cold), max(0, self.config.cold_budget))
+
+    def check_k(self, k: int) -> None:
+        """K must be >= 1 and no larger than the models the selector can rank."""
+        usable = self._usable()
+        if k < 1 or k > usable:
+            raise SelectionError(f"k={k} but the selector can rank {usable} model(s) ({len(self.warm)} in the matrix"
+                                 f", {min(len(self.cold), self.config.cold_budget)} cold to score); choose "
+                                 f"1 <= k <= {usable}")
+
+    # ---------------------------------------------------------------- phase 1
+    def _scorer(self):
+        cls = LEEPScorer if self.config.proxy == "leep" else LogMEScorer
+        return cls(dataclasses.replace(self.config.proxy_config, trust_remote_code=self.config.trust_remote_code,
+                                       allow_pickle=self.config.allow_pickle))
+
+    def recall(self, dataset, k: int | None = None, *, scorer=None, **columns: Any) -> RecallOutcome:
+        """Phase 1 on ``dataset`` (a labelled ``datasets.Dataset``): cluster the warm models, score only the
+        representatives (and up to ``cold_budget`` cold models), recall the top ``k``. A model that fails to load
+        is skipped with its reason and its cluster is represented by another member."""
+        from .phase1 import Phase1
+
+        k = self.config.k if k is None else k
+        self.check_k(k)
+        detect_columns(dataset, **columns)  # a dataset without labels fails here, before any download
+        scorer = scorer or self._scorer()
+        start = time.perf_counter()
+        scored: dict[str, ProxyResult] = {}
+        skipped: dict[str, str] = {}
+
+        def score(model: str) -> bool:
+            if model in scored:
+                return True
+            try:
+                scored[model] = scorer.score(model, dataset, **columns)
+            except HFTwoPhaseError as err:  # load errors, gated, vanished: recorded, the rest goes on
+                skipped[model] = str(err)
+                return False
+            except (OSError, ValueError, RuntimeError) as err:
+                skipped[model] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                return False
+            if not math.isfinite(scored[model].score):
+                skipped[model] = f"non-finite {self.config.proxy} score"
+                del scored[model]
+                return False
+            return True
+
+        normaliser = normaliser_for(self.config.normaliser, self.config.proxy)
+        warm = list(self.warm)
+        result, note = None, ""
+        while warm:
+            phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering)
+            failed = [m for m in phase1.to_score(min(k, len(warm))) if not score(m)]
+            if failed:
+                warm = [m for m in warm if m not in failed]
+                continue
+            result = phase1.recall({m: scored[m].score for m in scored if m in warm}, k=min(k, len(warm)),
+                                   normaliser=normaliser)
+            note = result.note
+            break
+        ranking: dict[str, float] = dict(result.scores) if result else {}
+        cold_scored = []
+        for model in self.cold:
+            if len(cold_scored) >= self.config.cold_budget:
+                break
+            if score(model):
+                cold_scored.append(model)
+        if cold_scored:
+            # a cold model has no benchmark scores: it gets the median warm model's mean score as its prior
+            accs = mean_scores(self.matrix.final_scores().reindex(warm).to_numpy(dtype=float)) if warm else []
+            prior = float(np.nanmedian(accs)) if len(accs) and np.isfinite(accs).any() else 1.0
+            reps = [m for m in scored if m not in cold_scored]
+            raw = np.array([scored[m].score for m in reps + cold_scored], dtype=float)
+            normed = normaliser(raw)[len(reps):]
+            for model, value in zip(cold_scored, normed, strict=True):
+                ranking[model] = prior * float(value)
+            note += (f"; {len(cold_scored)} cold model(s) scored directly and ranked with the median warm model's "
+                     "benchmark score as their prior")
+        if not ranking:
+            raise SelectionError("no candidate could be scored: " + "; ".join(f"{m}: {r}" for m, r in skipped.items()))
+        order = sorted(ranking, key=lambda m: (-ranking[m], m))
+        recalled = order[:k]
+        return RecallOutcome(recalled=recalled, scores={m: ranking[m] for m in order}, scored=scored,
+                             cold_scored=cold_scored, skipped=skipped, note=note.lstrip("; "),
+                             seconds=time.perf_counter() - start)
+
+    # ---------------------------------------------------------------- phase 2
+    def select(self, train_dataset, eval_dataset, training_args, *, k: int | None = None,
+               recall: RecallOutcome | None = None, resume: bool = False, **coordinator_kwargs: Any):
+        """Recall on ``train_dataset`` (unless ``recall`` is given), then fine-select among the recalled models with
+        real Trainers; returns the coordinator's ``SelectionResult`` (trained winner, report, files)."""
+        from .coordinator import SelectionCoordinator
+        from .live_policy import live_policy
+        from .report import CandidateReport
+
+        columns = {key: coordinator_kwargs[key] for key in
+                   ("label_column", "text_column", "text_pair_column", "image_column") if key in coordinator_kwargs}
+        budget = int(training_args.max_steps)
+        if budget <= 0:
+            raise SelectionError("training_args.max_steps must be set: it is the budget of every candidate (in steps)")
+        if recall is None:
+            recall = self.recall(train_dataset, k, **columns)
+        stage = self.config.stage_steps or max(1, budget // 5)
+        policy = lambda: live_policy(  # noqa: E731 - a fresh policy per run, as the coordinator expects
+            self.config.policy, budget=budget, stage_steps=stage, growth=self.config.growth, matrix=self.matrix,
+            candidates=recall.recalled, variant=self.config.variant, threshold=self.config.threshold)
+        coordinator = SelectionCoordinator(
+            recall.recalled, train_dataset, eval_dataset, training_args, policy=policy,
+            trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle,
+            **coordinator_kwargs)
+        result = coordinator.run(resume=resume)
+        report = result.report
+        recalled = set(recall.recalled)
+        for model, score in recall.scores.items():
+            if model not in recalled:
+                status = "cold" if model in recall.cold_scored else "warm"
+                report.candidates.append(CandidateReport(
+                    name=model, status="not-recalled", reason=f"phase 1 recall score {score:.4f} below the top "
+                                                              f"{len(recalled)} ({status})"))
+        for model, reason in {**self.skipped, **recall.skipped}.items():
+            report.candidates.append(CandidateReport(name=model, status="skipped", reason=reason))
+        report.extra["phase1"] = {
+            "task": self.task, "considered": len(self.entries), "in_matrix": len(self.warm),
+            "cold": len(self.cold), **recall.to_dict()}
+        if coordinator._main:
+            result.files.update(report.save(result.output_dir))
+        return result
