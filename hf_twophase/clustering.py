@@ -30,7 +30,9 @@ class ClusteringConfig:
         metadata={"help": "'hierarchical' (average linkage on Eq. 1 distances, the paper's choice) or 'kmeans'."},
     )
     top_k: int = field(
-        default=DEFAULT_TOP_K, metadata={"help": "k of Eq. 1: how many of the largest gaps are averaged."}
+        default=DEFAULT_TOP_K,
+        metadata={"help": "k of Eq. 1: how many of the largest gaps are averaged (capped at benchmarks - 1, so a "
+                          "small matrix can still cluster)."},
     )
     threshold: float = field(
         default=DEFAULT_THRESHOLD,
@@ -126,7 +128,10 @@ def cluster_models(
     if len(models) == 0:
         raise ValueError("cannot cluster an empty repository: no models")
     n = len(models)
-    distances = pairwise_distances(scores, config.top_k)
+    # Eq. 1 needs more shared benchmarks than k; a matrix of 3 benchmarks would otherwise never cluster and phase 1
+    # would score every model. The paper's k=5 is kept wherever there are more than 5 benchmarks.
+    top_k = max(1, min(config.top_k, scores.shape[1] - 1))
+    distances = pairwise_distances(scores, top_k)
     if n == 1:
         raw = np.zeros(1, dtype=int)
     elif config.method == "hierarchical":

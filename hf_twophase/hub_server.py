@@ -233,6 +233,13 @@ class HubStorage:
             self.save(repo_type, repo_id, repo)
 
 
+def _is_private(payload: dict) -> bool | None:
+    """Older clients send ``private``, newer ones ``visibility`` ("public", "private", "protected")."""
+    if payload.get("visibility") is not None:
+        return payload["visibility"] != "public"
+    return None if payload.get("private") is None else bool(payload["private"])
+
+
 def _entry_json(path: str, entry: dict) -> dict:
     out = {"type": "file", "oid": entry["oid"], "size": entry["size"], "path": path}
     if entry["lfs"]:
@@ -441,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = "" if repo_type == "models" else f"{repo_type}/"
         url = f"http://{self.headers.get('Host')}/{prefix}{repo_id}"
         try:
-            self.storage.create(repo_type, repo_id, private=bool(payload.get("private")))
+            self.storage.create(repo_type, repo_id, private=_is_private(payload) or False)
         except _HttpError as error:
             error.extra = {"url": url}
             raise
@@ -461,7 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
     def settings(self, body: bytes, type: str, repo: str) -> None:  # noqa: A002
         self._require_token()
         payload = json.loads(body or b"{}")
-        self.storage.update_settings(type, repo, private=payload.get("private"), gated=payload.get("gated"))
+        self.storage.update_settings(type, repo, private=_is_private(payload), gated=payload.get("gated"))
         self._send(200, {})
 
     def validate_yaml(self, body: bytes) -> None:

@@ -1,0 +1,158 @@
+"""RepoSelector end to end against the local Hub: listing, joining with the matrix, recall, selection, the card."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import transformers as tf
+from huggingface_hub import HfApi
+
+from hf_twophase.errors import SelectionError
+from hf_twophase.matrix import PerformanceMatrix
+from hf_twophase.packaged import minilm_path
+from hf_twophase.proxy.data import DatasetError
+from hf_twophase.selector import RepoSelector
+from tests.coordinator_helpers import make_data, training_args
+
+CARD = "---\npipeline_tag: {tag}\nlibrary_name: transformers\nlicense: mit\n---\n# {name}\n"
+WARM = {"w0": (16, 0.90), "w1": (12, 0.89), "w2": (8, 0.88), "w3": (16, 0.50), "w4": (8, 0.49)}
+
+
+def _save_bert(folder: Path, hidden: int, seed: int, tokenizer, *, pickle_only: bool = False) -> None:
+    torch.manual_seed(seed)
+    config = tf.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=2 * hidden, num_labels=2)
+    model = tf.BertForSequenceClassification(config)
+    if pickle_only:
+        folder.mkdir(parents=True)
+        config.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    else:
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _cached_models(namespace: str) -> set[str]:
+    hub_cache = Path(os.environ["HF_HOME"]) / "hub"
+    prefix = f"models--{namespace}--"
+    return {p.name[len(prefix):] for p in hub_cache.glob(f"{prefix}*")} if hub_cache.exists() else set()
+
+
+@pytest.fixture(scope="module")
+def repo(local_hub, tmp_path_factory):
+    """A namespace on the local Hub: five warm models, one cold, gated, private, pickle-only and an image model."""
+    ns = f"sel{uuid.uuid4().hex[:6]}"
+    api = HfApi()
+    tok = tf.AutoTokenizer.from_pretrained(minilm_path())
+    root = tmp_path_factory.mktemp("repo")
+    plan = {**{k: v[0] for k, v in WARM.items()}, "cold": 8, "gated": 8, "private": 8, "pickle": 8, "image": 8}
+    for i, (name, hidden) in enumerate(plan.items()):
+        folder = root / name
+        _save_bert(folder, hidden, i, tok, pickle_only=name == "pickle")
+        tag = "image-classification" if name == "image" else "text-classification"
+        (folder / "README.md").write_text(CARD.format(tag=tag, name=name))
+        repo_id = f"{ns}/{name}"
+        api.create_repo(repo_id, private=name == "private")
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder))
+        local_hub.storage.update_settings("models", repo_id, downloads=1000 - 10 * i)
+    api.update_repo_settings(f"{ns}/gated", gated="auto")
+    rows = []
+    for name, (_, base) in WARM.items():
+        for j, bench in enumerate(("b1", "b2", "b3", "b4")):
+            final = base - 0.02 * j
+            for step in (1, 2, 3, 4):
+                rows.append({"model": f"{ns}/{name}", "dataset": bench, "step": step,
+                             "val": final - 0.04 * (4 - step), "test": final if step == 4 else None, "cost": 1.0})
+    PerformanceMatrix(rows).push_to_hub(f"{ns}/matrix", task="text-classification")
+    return ns
+
+
+def test_from_hub_lists_joins_and_skips(repo):
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo)
+    listed = [e.model for e in selector.entries]
+    assert listed[:5] == [f"{repo}/w{i}" for i in range(5)]  # most downloaded first
+    assert f"{repo}/image" not in listed  # another pipeline tag
+    assert selector.warm == [f"{repo}/w{i}" for i in range(5)]
+    assert selector.cold == [f"{repo}/cold"]
+    skipped = selector.skipped
+    assert "gated" in skipped[f"{repo}/gated"]
+    assert "private" in skipped[f"{repo}/private"]
+    assert "pickled" in skipped[f"{repo}/pickle"]
+    assert _cached_models(repo) == set()  # listing downloads nothing
+    limited = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo, limit=2)
+    assert [e.model for e in limited.entries] == [f"{repo}/w0", f"{repo}/w1"]
+
+
+def test_recall_scores_representatives_only(repo):
+    data = make_data(96, 0)
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
+                                     proxy_config=_fast_proxy())
+    outcome = selector.recall(data, k=2)
+    assert len(outcome.recalled) == 2
+    assert 0 < len(outcome.scored) < len(selector.warm)  # one representative per cluster, not every model
+    assert {f"{repo}/{m}" for m in _cached_models(repo)} == set(outcome.scored)  # only those were downloaded
+    assert set(outcome.recalled) <= set(selector.warm)
+
+
+def test_cold_models_are_scored_within_budget(repo):
+    data = make_data(96, 0)
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
+                                     cold_budget=1, proxy_config=_fast_proxy())
+    outcome = selector.recall(data, k=3)
+    assert outcome.cold_scored == [f"{repo}/cold"]
+    assert f"{repo}/cold" in outcome.scores and "cold" in outcome.note
+
+
+def test_bad_input_fails_before_any_download(repo, tmp_path):
+    with pytest.raises(SelectionError, match="unknown task"):
+        RepoSelector.from_hub(task="token-classification", matrix=f"{repo}/matrix")
+    with pytest.raises(SelectionError, match="covers none"):
+        RepoSelector.from_models(["someone/unknown-a", "someone/unknown-b"], matrix=f"{repo}/matrix")
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo)
+    before = _cached_models(repo)
+    with pytest.raises(SelectionError, match="k=9"):
+        selector.recall(make_data(32, 0), k=9)
+    unlabeled = make_data(32, 0).remove_columns("label")
+    with pytest.raises(DatasetError):
+        selector.recall(unlabeled, k=2)
+    assert _cached_models(repo) == before
+    with pytest.raises(SelectionError, match="does not exist"):
+        RepoSelector.from_models(["a"], matrix=str(tmp_path / "missing.parquet"))
+
+
+def test_select_trains_the_recalled_and_pushes_the_winner(repo, tmp_path):
+    train, val = make_data(128, 0), make_data(48, 1)
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
+                                     proxy_config=_fast_proxy(), stage_steps=4)
+    result = selector.select(train, val, training_args(tmp_path / "out", max_steps=12), k=3)
+    report = result.report
+    statuses = {c.name: c.status for c in report.candidates}
+    recalled = report.extra["phase1"]["recalled"]
+    assert len(recalled) == 3 and result.winner in recalled
+    assert sum(s == "not-recalled" for s in statuses.values()) == 2
+    assert statuses[f"{repo}/gated"] == "skipped"
+    assert report.brute_force_steps == 3 * 12  # only the recalled candidates count
+    assert report.steps_spent < report.brute_force_steps
+    saved = (tmp_path / "out" / "report.json").read_text()
+    assert "phase1" in saved and "not-recalled" in saved
+
+    target = f"{repo}/selected"
+    result.push_to_hub(target, task="text-classification", dataset_name="tiny sentiment")
+    model = tf.AutoModelForSequenceClassification.from_pretrained(target)
+    assert model.config.num_labels == 2
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(target)
+    assert card.data.pipeline_tag == "text-classification" and "hf-twophase" in card.data.tags
+    assert result.winner in card.text and "How it was selected" in card.text and "not-recalled" in card.text
+    assert "selection_report.json" in HfApi().list_repo_files(target)
+
+
+def _fast_proxy():
+    from hf_twophase.proxy.scorer import ProxyConfig
+
+    return ProxyConfig(batch_size=32, max_samples=96, use_cache=False, progress=False)
