@@ -23,7 +23,7 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from .benchmarks import BenchmarkSpec, get_benchmark
-from .candidates import Candidate, accuracy, prepare
+from .candidates import Candidate, accuracy, prepare, save_trained
 from .errors import SelectionError
 from .matrix import PerformanceMatrix
 from .proxy.data import detect_columns
@@ -78,8 +78,10 @@ def _write_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig, work: Path) -> list[dict]:
-    """Fine-tune one model on one benchmark; return its records (one per evaluation)."""
+def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig, work: Path,
+               save_to: Path | None = None) -> list[dict]:
+    """Fine-tune one model on one benchmark; return its records (one per evaluation). With ``save_to``, also keep
+    the fine-tuned model there (how derived models for a repository are made)."""
     from transformers import Trainer, TrainingArguments
 
     candidate = Candidate.of(model)
@@ -115,6 +117,8 @@ def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig,
     rows = [{"model": candidate.name, "dataset": spec.name, "step": s, "val": v, "test": None, "cost": round(c, 4),
              "train_step": g} for s, v, c, g in recorder.points]
     rows[-1]["test"] = test_score
+    if save_to is not None:
+        save_trained(prepared, trainer, save_to)
     return rows
 
 

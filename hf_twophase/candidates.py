@@ -193,6 +193,22 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
                     default_data_collator, processing, kind, lambda ds: ds.with_transform(transform))
 
 
+def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool = True) -> Path:
+    """Save a trained candidate so that it loads again as a candidate: timm models as a timm folder
+    (``local-dir:``-loadable), transformers models with their tokenizer or image processor. Safetensors only."""
+    folder = Path(folder)
+    if prepared.kind == "timm":
+        if main:
+            import timm.models
+
+            timm.models.save_for_hf(prepared.model.model, str(folder), safe_serialization=True)
+    else:
+        trainer.save_model(str(folder))  # every rank calls it; the Trainer writes on the main one
+        if main and hasattr(prepared.processing, "save_pretrained"):
+            prepared.processing.save_pretrained(str(folder))
+    return folder
+
+
 def accuracy(eval_pred) -> dict[str, float]:
     """Default metric: top-1 accuracy."""
     logits, labels = eval_pred

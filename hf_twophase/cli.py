@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=_cmd_hub_server)
 
+    sub.add_parser("select", help="the main job: choose and fine-tune the best model for a dataset "
+                                  "(hf-twophase select --help)", add_help=False)
+
     from .replay import add_replay_arguments
 
     p = sub.add_parser("replay", help="replay a selection policy over recorded learning curves (leave-one-out)")
@@ -200,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["select"]:  # the main job has its own parser, shared with examples/select.py
+        from .select_job import main as select_main
+
+        return select_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

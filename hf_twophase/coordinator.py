@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 from .callback import FineSelectionCallback
-from .candidates import Candidate, CandidateError, Prepared, accuracy, prepare
+from .candidates import Candidate, CandidateError, Prepared, accuracy, prepare, save_trained
 from .errors import SelectionError
 from .policies import SelectionPolicy, StageSchedule, SuccessiveHalving
 from .proxy.data import detect_columns
@@ -136,6 +137,17 @@ class SelectionResult:
                            private=private, token=token, license=license)
 
 
+class _StepProgress(TrainerCallback):
+    """Advances the selection's single progress bar, naming the candidate on the accelerator."""
+
+    def __init__(self, bar, name: str):
+        self.bar, self.name = bar, name.rstrip("/").split("/")[-1]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.bar.set_postfix_str(f"{self.name} step {state.global_step}", refresh=False)
+        self.bar.update(1)
+
+
 @dataclass
 class _Slot:
     candidate: Candidate
@@ -182,7 +194,10 @@ class SelectionCoordinator:
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         max_length: int = 256,
+        progress: bool = False,
     ):
+        self.progress = progress
+        self._bar = None
         self.candidates = [Candidate.of(c) for c in candidates]
         names = [c.name for c in self.candidates]
         if not names:
@@ -252,6 +267,11 @@ class SelectionCoordinator:
         ranks.wait_for_everyone()
         gate, board = TurnGate(), VerdictBoard()
         slots = {c.name: _Slot(c) for c in self.candidates}
+        if self.progress and self._main:
+            from tqdm.auto import tqdm
+
+            # one bar for the whole selection; its total shrinks as candidates are pruned
+            self._bar = tqdm(total=self.budget * len(names), desc="fine selection", unit="step", dynamic_ncols=True)
         start = time.perf_counter()
         threads = [threading.Thread(target=self._train, args=(slots[n], state, gate, board, resume),
                                     name=f"candidate:{n}", daemon=True) for n in names]
@@ -270,6 +290,8 @@ class SelectionCoordinator:
             board.publish(_broadcast(verdicts))
         for t in threads:
             t.join()
+        if self._bar is not None:
+            self._bar.close()
         return self._finish(slots, state, time.perf_counter() - start)
 
     # ---------------------------------------------------------------- one candidate's thread
@@ -300,6 +322,9 @@ class SelectionCoordinator:
             slot.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             slot.steps = int(slot.trainer.state.global_step)
             slot.seconds = time.perf_counter() - began
+            if self._bar is not None and slot.steps < self.budget:
+                self._bar.total -= self.budget - slot.steps
+                self._bar.refresh()
             if any(not v.go_on for _, v in slot.callback.verdicts):
                 self._free(slot)
         except Exception as exc:  # noqa: BLE001 - one candidate's failure never stops the others
@@ -322,11 +347,18 @@ class SelectionCoordinator:
             save_strategy="no", save_total_limit=1, load_best_model_at_end=False, report_to=[],
             remove_unused_columns=False, logging_steps=stage,
         )
+        if self._bar is not None:
+            args = dataclasses.replace(args, disable_tqdm=True)
         p = slot.prepared
-        return Trainer(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
-                       data_collator=p.data_collator, compute_metrics=self.compute_metrics,
-                       callbacks=[slot.callback],
-                       processing_class=p.processing if p.kind == "text-classifier" else None)
+        callbacks = [slot.callback] + ([_StepProgress(self._bar, slot.candidate.name)] if self._bar else [])
+        trainer = Trainer(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
+                          data_collator=p.data_collator, compute_metrics=self.compute_metrics, callbacks=callbacks,
+                          processing_class=p.processing if p.kind == "text-classifier" else None)
+        if self._bar is not None:
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)  # the shared bar replaces the per-Trainer log lines
+        return trainer
 
     def _stage_ends(self) -> list[int]:
         return self.policy_factory().schedule.ends(self.budget)
@@ -385,13 +417,4 @@ class SelectionCoordinator:
                                files={**files, "winner": winner_dir})
 
     def _save_winner(self, slot: _Slot, folder: Path) -> None:
-        p = slot.prepared
-        if p.kind == "timm":
-            if self._main:
-                import timm.models
-
-                timm.models.save_for_hf(p.model.model, str(folder), safe_serialization=True)
-        else:
-            slot.trainer.save_model(str(folder))  # every rank calls it; the Trainer writes on the main one
-            if self._main and hasattr(p.processing, "save_pretrained"):
-                p.processing.save_pretrained(str(folder))
+        save_trained(slot.prepared, slot.trainer, folder, main=self._main)

@@ -101,6 +101,8 @@ def load_model(
         return _wrap_module(model, tokenizer=tokenizer, image_processor=image_processor, prefer_head=prefer_head)
     spec = str(model)
     try:
+        if spec.startswith("packaged:"):
+            return _load_packaged(spec, prefer_head=prefer_head)
         if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or _is_timm_dir(Path(spec)):
             module = _load_timm(spec, allow_pickle=allow_pickle)
             return LoadedModel(module.eval(), "timm", spec, timm_transform=_timm_transform(module), revision=revision)
@@ -120,6 +122,25 @@ def load_model(
             f"{hint}; expected a Hub model id, a local folder with config.json and weights, or a timm "
             "'hf-hub:'/'local-dir:' name"
         ) from exc
+
+
+def _load_packaged(spec: str, *, prefer_head: bool) -> LoadedModel:
+    """A ``packaged:NAME`` model (weights that ship in pip packages); random ones are seeded, so scores repeat."""
+    import transformers as tf
+
+    from ..packaged import packaged_model
+
+    parts = packaged_model(spec.removeprefix("packaged:"))
+    if "config" in parts:
+        torch.manual_seed(0)
+        module = tf.AutoModel.from_config(parts["config"])
+        return _wrap_module(module, tokenizer=parts.get("tokenizer"), image_processor=None, prefer_head=prefer_head)
+    if isinstance(parts["model"], torch.nn.Module):
+        loaded = _wrap_module(parts["model"], tokenizer=None, image_processor=None, prefer_head=prefer_head)
+        loaded.name = spec
+        return loaded
+    return _load_transformers(str(parts["model"]), tokenizer=parts.get("tokenizer"), image_processor=None,
+                              revision=None, trust_remote_code=False, allow_pickle=False, prefer_head=prefer_head)
 
 
 def _load_transformers(spec, *, tokenizer, image_processor, revision, trust_remote_code, allow_pickle, prefer_head):

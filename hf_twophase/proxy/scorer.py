@@ -147,6 +147,8 @@ def _model_key(model: Any, loaded: LoadedModel | None, revision: str | None) -> 
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return f"module:{type(model).__name__}:{digest.hexdigest()[:16]}"
     spec = str(model)
+    if spec.startswith("packaged:"):
+        return f"{spec}:v1"  # pinned pip-package weights; random ones are seeded
     local = Path(spec.removeprefix("local-dir:"))
     if local.exists():
         return f"local:{local.resolve()}:{_hash_files(local)}"

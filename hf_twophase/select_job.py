@@ -1,0 +1,277 @@
+"""The main job: choose and fine-tune the best model for a dataset, end to end, from one command.
+
+``python examples/select.py``, ``accelerate launch examples/select.py`` and ``hf-twophase select`` all run this.
+With no arguments it runs on the embedded default (``defaults.py``): no network needed. Every argument is checked,
+and the data and the matrix are read, before any model is downloaded or trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import HFTwoPhaseError, SelectionError
+
+TASKS = ("image-classification", "text-classification")
+_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="select", description="Choose and fine-tune the best model for a classification dataset (two-phase "
+                                   "recall-and-select). With no arguments: the embedded offline default.")
+    p.add_argument("--task", default="image-classification", help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--dataset", default=None,
+                   help="a Hub dataset id, a folder (save_to_disk, or images in class folders), 'imagefolder:DIR', "
+                        "or a CSV/JSON/Parquet file (default: the embedded default's dataset)")
+    p.add_argument("--matrix", default=None, help="performance matrix: a Hub dataset id or a local records file "
+                                                  "(default: the embedded default's matrix)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="candidates (Hub ids, local folders, packaged:NAME); default: the Hub's top --limit models "
+                        "for --task when --matrix is given, else the embedded repository")
+    p.add_argument("--limit", type=int, default=50, help="how many Hub models to list with --matrix")
+    p.add_argument("--k", type=int, default=None, help="how many models phase 1 recalls")
+    p.add_argument("--budget", type=int, default=None, help="training steps per candidate (the full budget)")
+    p.add_argument("--stage-steps", type=int, default=None, help="steps of the first stage (default: budget / 4)")
+    p.add_argument("--growth", type=float, default=1.0, help="each stage this many times longer than the last")
+    p.add_argument("--policy", default="fine-selection",
+                   choices=["fine-selection", "successive-halving", "brute-force"])
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--max-train", type=int, default=None, help="use at most this many training examples")
+    p.add_argument("--max-eval", type=int, default=None, help="use at most this many validation examples")
+    p.add_argument("--proxy-samples", type=int, default=500, help="examples the proxy score (LEEP) looks at")
+    p.add_argument("--cold-budget", type=int, default=0, help="score up to N models the matrix does not know")
+    p.add_argument("--label-column", default=None)
+    p.add_argument("--text-column", default=None)
+    p.add_argument("--image-column", default=None)
+    p.add_argument("--output-dir", default="runs/select")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="push the winner with its report card")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted selection in --output-dir")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier selection in --output-dir")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even when an accelerator exists")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+# ---------------------------------------------------------------- data
+def load_user_dataset(spec: str, task: str, *, seed: int = 0):
+    """(train, validation) from a Hub id, folder, imagefolder or file; a missing validation split is carved out."""
+    import datasets
+
+    path = Path(spec.removeprefix("imagefolder:"))
+    if spec.startswith("imagefolder:") or (path.is_dir() and not (path / "dataset_dict.json").exists()
+                                            and not (path / "dataset_info.json").exists()):
+        if not path.is_dir():
+            raise SelectionError(f"dataset folder {path} does not exist")
+        whole = datasets.load_dataset("imagefolder", data_dir=str(path))
+    elif path.is_dir():
+        whole = datasets.load_from_disk(str(path))
+    elif path.suffix.lower() in _FILE_BUILDERS:
+        if not path.is_file():
+            raise SelectionError(f"dataset file {path} does not exist")
+        whole = datasets.load_dataset(_FILE_BUILDERS[path.suffix.lower()], data_files=str(path),
+                                      **({"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}))
+    else:
+        from .hub import hub_errors
+
+        with hub_errors(f"the dataset {spec}"):
+            whole = datasets.load_dataset(spec)
+    if isinstance(whole, datasets.Dataset):
+        whole = datasets.DatasetDict({"train": whole})
+    train_name = "train" if "train" in whole else next(iter(whole))
+    train = whole[train_name]
+    for name in ("validation", "valid", "val", "dev", "test"):
+        if name in whole and name != train_name:
+            return train, whole[name]
+    if len(train) < 10:
+        raise SelectionError(f"dataset {spec} has {len(train)} examples; at least 10 are needed to hold some out")
+    split = train.train_test_split(test_size=0.2, seed=seed)
+    return split["train"], split["test"]
+
+
+def _cap(ds, n: int | None, seed: int):
+    return ds if n is None or len(ds) <= n else ds.shuffle(seed=seed).select(range(n))
+
+
+# ---------------------------------------------------------------- the job
+def run(args: argparse.Namespace) -> dict:
+    from accelerate import PartialState
+
+    from .proxy.data import detect_columns
+    from .proxy.scorer import ProxyConfig
+    from .selector import RepoSelector, SelectorConfig
+
+    state = PartialState()
+    main = state.is_main_process
+    started = time.perf_counter()
+    if args.task not in TASKS:
+        raise SelectionError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
+    embedded = args.matrix is None and args.models is None
+    default_setup = None
+    if args.dataset is None or embedded:
+        from .defaults import SETUPS, default_root
+
+        default_setup = SETUPS[args.task]
+    budget = args.budget or (default_setup.budget if default_setup else 200)
+    k = args.k or (default_setup.k if default_setup else 10)
+    if budget < 1:
+        raise SelectionError(f"--budget must be >= 1, got {budget}")
+    earlier = Path(args.output_dir) / "selection_state"
+    if earlier.exists() and not args.resume:
+        if not args.overwrite:
+            raise SelectionError(f"{args.output_dir} holds an earlier selection: pass --resume to continue it, "
+                                 "--overwrite to replace it, or another --output-dir")
+        if main:
+            import shutil
+
+            shutil.rmtree(earlier)
+            for name in ("selection.json", "report.json", "report.md", "curves.png", "summary.txt"):
+                (Path(args.output_dir) / name).unlink(missing_ok=True)
+        state.wait_for_everyone()
+    if embedded:
+        planned = default_setup.planned_models(default_root(args.task))
+        if k > len(planned):
+            raise SelectionError(f"--k {k} is larger than the embedded repository ({len(planned)} models)")
+
+    # the data first: a dataset without labels ends here, before any model is downloaded or trained
+    if args.dataset is None:
+        from .benchmarks import get_benchmark
+
+        train, validation, _ = get_benchmark(default_setup.target).load(seed=args.seed)
+        dataset_name = default_setup.target
+    else:
+        train, validation = load_user_dataset(args.dataset, args.task, seed=args.seed)
+        dataset_name = args.dataset
+    max_train = args.max_train or (default_setup.train_examples if args.dataset is None else None)
+    max_eval = args.max_eval or (default_setup.eval_examples if args.dataset is None else None)
+    train, validation = _cap(train, max_train, args.seed), _cap(validation, max_eval, args.seed)
+    columns = {"label_column": args.label_column, "text_column": args.text_column, "image_column": args.image_column}
+    cols = detect_columns(train, **columns)
+    modality = "image" if args.task == "image-classification" else "text"
+    if cols.modality != modality:
+        raise SelectionError(f"--task {args.task} needs {modality} input, but the dataset's input column "
+                             f"'{cols.image or cols.text}' holds {cols.modality}")
+    detect_columns(validation, **columns)
+
+    config = SelectorConfig(k=k, cold_budget=args.cold_budget, policy=args.policy, growth=args.growth,
+                            stage_steps=args.stage_steps or max(1, budget // 4),
+                            proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=main))
+    build_seconds, built_now = None, False
+    if embedded:
+        from .defaults import ensure_default
+
+        with state.main_process_first():  # one process builds the cache, the others then read it
+            repo = ensure_default(args.task, progress=main, use_cpu=args.cpu or None)
+        build_seconds, built_now = repo.build_seconds, repo.built_now
+        selector = RepoSelector.from_models(repo.models, repo.matrix, task=args.task, config=config)
+    elif args.models:
+        selector = RepoSelector.from_models(args.models, args.matrix or _default_matrix(args.task, state),
+                                            task=args.task, config=config)
+    else:
+        selector = RepoSelector.from_hub(task=args.task, matrix=args.matrix, limit=args.limit, config=config)
+    selector.check_k(k)
+
+    import transformers as tf
+
+    lr = args.learning_rate or (default_setup.learning_rate if default_setup else 5e-5)
+    batch = args.batch_size or (default_setup.batch_size if default_setup else 16)
+    training_args = tf.TrainingArguments(
+        output_dir=args.output_dir, max_steps=budget, per_device_train_batch_size=batch,
+        per_device_eval_batch_size=max(64, batch), learning_rate=lr, seed=args.seed, report_to=[],
+        use_cpu=args.cpu, disable_tqdm=not main, logging_steps=max(1, budget // 4), save_strategy="no")
+    phase1_start = time.perf_counter()
+    recall = selector.recall(train, k, **{key: v for key, v in columns.items() if v})
+    phase1_seconds = time.perf_counter() - phase1_start
+    result = selector.select(train, validation, training_args, recall=recall, resume=args.resume, progress=main,
+                             **{key: v for key, v in columns.items() if v})
+    pushed = None
+    if args.push_to_hub and main:
+        pushed = result.push_to_hub(args.push_to_hub, task=args.task, dataset_name=dataset_name)
+    total = time.perf_counter() - started
+    summary = _summary(result, selector, recall, dataset_name, len(train), len(validation), cols.n_classes,
+                       total, phase1_seconds, build_seconds, built_now, pushed, args)
+    if main:
+        (Path(args.output_dir) / "summary.txt").write_text(summary["screen"])
+        print(summary["screen"], flush=True)
+    return summary
+
+
+def _default_matrix(task: str, state):
+    from .defaults import ensure_default
+
+    with state.main_process_first():
+        return ensure_default(task).matrix
+
+
+def _short(name: str) -> str:
+    """Local folders by their folder name (the embedded repository's derived models live deep in the cache)."""
+    return Path(name).name if os.sep in name and Path(name).exists() else name
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.1f} s"
+
+
+def _summary(result, selector, recall, dataset_name, n_train, n_val, n_classes, total, phase1_seconds,
+             build_seconds, built_now, pushed, args) -> dict:
+    report = result.report
+    trained = [c for c in report.candidates if c.status not in ("not-recalled", "skipped")]
+    bf, sh, spent = report.brute_force_steps, report.successive_halving_steps(), report.steps_spent
+    lines = [
+        "=" * 78,
+        f"hf-twophase select: {selector.task} on {dataset_name} ({n_train} train / {n_val} validation, "
+        f"{n_classes} classes)",
+        f"  done in {_fmt_seconds(total)}" + (
+            "" if build_seconds is None else
+            f"; embedded repository {'built now in' if built_now else 'reused from the cache (built once in'} "
+            f"{_fmt_seconds(build_seconds)}{'' if built_now else ')'}"),
+        f"phase 1: {len(selector.entries)} candidates ({len(selector.warm)} in the matrix, {len(selector.cold)} "
+        f"not); {selector.config.proxy.upper()} on {len(recall.scored)} model(s) in {_fmt_seconds(phase1_seconds)}"
+        f" -> recalled {len(recall.recalled)}",
+    ]
+    for m in recall.recalled:
+        lines.append(f"    {_short(m)}  (recall score {recall.scores[m]:.3f})")
+    for m, reason in {**selector.skipped, **recall.skipped}.items():
+        lines.append(f"    skipped {_short(m)}: {reason}")
+    lines.append(f"phase 2: {report.policy.get('policy')}, budget {report.budget} steps per candidate, stage ends "
+                 f"{', '.join(map(str, report.stage_ends))}")
+    for c in trained:
+        where = f"at step {c.stopped_at}" if c.stopped_at is not None and c.status != "winner" else ""
+        why = (c.reason + (f" ({c.note})" if c.note else "")).strip()
+        last = f"{report.metric} {c.curve[max(c.curve)]:.4f}" if c.curve else "no evaluation"
+        lines.append(f"    {c.status:8s} {_short(c.name)} {where} - {last}; {c.steps_trained} steps"
+                     + (f"; {why}" if why and c.status != "winner" else ""))
+    score = "n/a" if report.winner_score is None else f"{report.winner_score:.4f}"
+    lines += [
+        f"winner: {_short(report.winner)}  ({report.metric} {score})",
+        f"cost: {spent} training steps; brute force would spend {bf} ({bf / max(spent, 1):.2f}x), successive "
+        f"halving {sh} ({sh / max(spent, 1):.2f}x)",
+        f"files: {Path(args.output_dir) / 'winner'} (model), report.md, report.json, curves.png in {args.output_dir}",
+    ]
+    if pushed:
+        lines.append(f"pushed: {args.push_to_hub} (commit {pushed[:10]})")
+    lines.append("=" * 78)
+    screen = "\n".join(lines) + "\n"
+    return {"screen": screen, "winner": report.winner, "winner_score": report.winner_score, "steps_spent": spent,
+            "brute_force_steps": bf, "successive_halving_steps": sh, "recalled": recall.recalled,
+            "seconds": round(total, 1), "phase1_seconds": round(phase1_seconds, 1),
+            "build_seconds": None if build_seconds is None else round(build_seconds, 1), "built_now": built_now}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = run(args)
+    except HFTwoPhaseError as exc:
+        print(f"select: error: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("HF_TWOPHASE_SELECT_JSON"):
+        Path(os.environ["HF_TWOPHASE_SELECT_JSON"]).write_text(json.dumps({k: v for k, v in out.items()
+                                                                           if k != "screen"}, indent=2))
+    return 0

@@ -1,0 +1,77 @@
+"""The main job (examples/select.py, hf-twophase select): bad arguments stop early; a small run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from hf_twophase.cli import main as cli_main
+from hf_twophase.select_job import main
+from tests.coordinator_helpers import make_candidates, make_data
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("job")
+    models = make_candidates(root / "models", hidden=(16, 8, 12))
+    rows = []
+    for i, model in enumerate(models):
+        for j, bench in enumerate(("b1", "b2", "b3")):
+            final = 0.9 - 0.2 * i - 0.01 * j
+            for step in (1, 2, 3, 4):
+                rows.append({"model": model, "dataset": bench, "step": step, "val": final - 0.05 * (4 - step),
+                             "test": final if step == 4 else None, "cost": 1.0})
+    pd.DataFrame(rows).to_csv(root / "records.csv", index=False)
+    data = make_data(160, 0)
+    pd.DataFrame({"text": data["text"], "label": data["label"]}).to_csv(root / "data.csv", index=False)
+    pd.DataFrame({"text": data["text"]}).to_csv(root / "unlabelled.csv", index=False)
+    return root, models
+
+
+def _run(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_bad_arguments_end_early_with_one_message(setup, capsys, tmp_path):
+    root, models = setup
+    common = ["--output-dir", tmp_path / "out", "--cpu", "--task", "text-classification"]
+    code, err = _run(capsys, "--task", "translation", "--output-dir", tmp_path / "out")
+    assert code == 2 and "unknown task 'translation'" in err
+    code, err = _run(capsys, *common, "--dataset", root / "unlabelled.csv", "--models", *models,
+                     "--matrix", root / "records.csv")
+    assert code == 2 and "label" in err
+    code, err = _run(capsys, *common, "--dataset", root / "data.csv", "--models", "someone/else", "other/model",
+                     "--matrix", root / "records.csv")
+    assert code == 2 and "covers none" in err
+    code, err = _run(capsys, *common, "--dataset", root / "data.csv", "--models", *models,
+                     "--matrix", root / "records.csv", "--k", 7)
+    assert code == 2 and "k=7" in err
+    code, err = _run(capsys, "--task", "image-classification", "--dataset", root / "data.csv", "--models", *models,
+                     "--matrix", root / "records.csv", "--output-dir", tmp_path / "out")
+    assert code == 2 and "image" in err
+    assert not (tmp_path / "out" / "selection_state").exists()  # nothing was trained
+    assert cli_main(["select", "--task", "translation"]) == 2
+
+
+def test_small_selection_end_to_end(setup, capsys, tmp_path, monkeypatch):
+    root, models = setup
+    out = tmp_path / "out"
+    monkeypatch.setenv("HF_TWOPHASE_SELECT_JSON", str(tmp_path / "summary.json"))
+    argv = ["--task", "text-classification", "--dataset", root / "data.csv", "--models", *models, "--matrix",
+            root / "records.csv", "--k", 2, "--budget", 8, "--stage-steps", 2, "--batch-size", 16,
+            "--learning-rate", 3e-3, "--proxy-samples", 64, "--output-dir", out, "--cpu"]
+    assert main([str(a) for a in argv]) == 0
+    screen = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["winner"] in summary["recalled"] and len(summary["recalled"]) == 2
+    assert summary["steps_spent"] <= summary["brute_force_steps"] == 2 * 8
+    assert "winner:" in screen and "brute force would spend 16" in screen and "phase 1: 3 candidates" in screen
+    for name in ("summary.txt", "report.md", "report.json", "curves.png", "winner/config.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert [c["status"] for c in report["candidates"]].count("not-recalled") == 1
+    code, err = _run(capsys, *argv)
+    assert code == 2 and "--overwrite" in err  # an earlier selection is never silently replaced
