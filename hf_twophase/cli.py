@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .clustering import DEFAULT_THRESHOLD, ClusteringConfig
-from .errors import HFTwoPhaseError
+from .errors import HFTwoPhaseError, SelectionError
 from .similarity import DEFAULT_TOP_K
 
 
@@ -119,6 +119,31 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
     return out
 
 
+def _cmd_import(args: argparse.Namespace) -> dict:
+    from .importers import import_results
+    from .matrix import PerformanceMatrix
+
+    records, proxy = import_results(args.source, args.source_dir)
+    matrix = PerformanceMatrix(records, source=f"{args.source}:{args.source_dir}")  # validated like any records
+    path = matrix.write(args.out)
+    out = {"records": str(path), "rows": len(matrix), "models": len(matrix.models), "datasets": len(matrix.datasets)}
+    if args.proxy_out:
+        if proxy is None:
+            raise SelectionError(f"the {args.source} files hold no proxy scores; drop --proxy-out")
+        proxy_path = Path(args.proxy_out)
+        proxy_path.parent.mkdir(parents=True, exist_ok=True)
+        if proxy_path.suffix.lower() == ".parquet":
+            proxy.to_parquet(proxy_path, index=False)
+        else:
+            proxy.to_csv(proxy_path, index=False)
+        out["proxy"] = str(proxy_path)
+        out["proxy_rows"] = len(proxy)
+    if not args.json:
+        print(f"{out['models']} models x {out['datasets']} datasets, {out['rows']} records -> {path}"
+              + (f"; {out['proxy_rows']} proxy scores -> {out['proxy']}" if args.proxy_out else ""))
+    return out
+
+
 def _cmd_hub_server(args: argparse.Namespace) -> dict:
     from .hub_server import LocalHub
 
@@ -184,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="then publish the records as this Hub dataset, merged with what it already holds")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd_build_matrix)
+
+    p = sub.add_parser("import", help="turn published results (plasware, transfergraph, quicktune) into records")
+    p.add_argument("source", choices=["plasware", "transfergraph", "quicktune"])
+    p.add_argument("source_dir", help="folder holding the source's files under their original names")
+    p.add_argument("--out", required=True, help="records file to write (.csv or .parquet)")
+    p.add_argument("--proxy-out", default=None, help="also write the source's proxy scores here")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("hub-server", help="serve a local, Hub-compatible HTTP API from a folder (air-gapped teams)")
     p.add_argument("--root", required=True, help="folder that keeps the repositories")

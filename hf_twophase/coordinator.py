@@ -309,6 +309,11 @@ class SelectionCoordinator:
                                                   greater_is_better=self.greater_is_better, gate=gate,
                                                   board=board, save_stages=self.save_stages)
             slot.callback.mark_holding()
+            from transformers import set_seed
+
+            # a new head is initialised from the global generator: seed it, so a candidate starts the same
+            # whatever ran before it in this process (a cache build, other candidates)
+            set_seed(self.args.seed)
             slot.prepared = prepare(slot.candidate, self.train_dataset, self.eval_dataset, self.columns,
                                     max_length=self.max_length, trust_remote_code=self.trust_remote_code,
                                     allow_pickle=self.allow_pickle)

@@ -365,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
         path = url.path
-        body = self._body() if self.command in ("POST", "PUT") else b""
+        body = self._body() if self.command in ("POST", "PUT", "DELETE") else b""
         try:
             for method, pattern, handler in _ROUTES:
                 if method == self.command or (method == "GET" and self.command == "HEAD"):

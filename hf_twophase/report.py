@@ -99,7 +99,8 @@ class SelectionReport:
                 continue
             steps, vals = zip(*sorted(c.curve.items()), strict=True)
             style = {"linewidth": 2.5} if c.status == "winner" else {"linewidth": 1.2, "alpha": 0.8}
-            line, = ax.plot(steps, vals, marker="o", markersize=3, label=f"{c.name} ({c.status})", **style)
+            label = Path(c.name).name if Path(c.name).is_absolute() else c.name  # local folders by their name
+            line, = ax.plot(steps, vals, marker="o", markersize=3, label=f"{label} ({c.status})", **style)
             if c.status in ("pruned", "dropped") and c.stopped_at in c.curve:
                 ax.scatter([c.stopped_at], [c.curve[c.stopped_at]], marker="x", s=70, color=line.get_color(),
                            zorder=5)

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--growth", type=float, default=1.0, help="each stage this many times longer than the last")
     p.add_argument("--policy", default="fine-selection",
                    choices=["fine-selection", "successive-halving", "brute-force"])
+    p.add_argument("--variant", default="improved", choices=["improved", "paper"],
+                   help="fine selection: our improved trend bound (default) or the paper's Algorithm 1")
+    p.add_argument("--threshold", type=float, default=None, help="fine selection's pruning threshold")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training examples")
@@ -160,6 +163,7 @@ def run(args: argparse.Namespace) -> dict:
     detect_columns(validation, **columns)
 
     config = SelectorConfig(k=k, cold_budget=args.cold_budget, policy=args.policy, growth=args.growth,
+                            variant=args.variant, threshold=args.threshold,
                             stage_steps=args.stage_steps or max(1, budget // 4),
                             proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=main))
     build_seconds, built_now = None, False
@@ -184,7 +188,8 @@ def run(args: argparse.Namespace) -> dict:
     training_args = tf.TrainingArguments(
         output_dir=args.output_dir, max_steps=budget, per_device_train_batch_size=batch,
         per_device_eval_batch_size=max(64, batch), learning_rate=lr, seed=args.seed, report_to=[],
-        use_cpu=args.cpu, disable_tqdm=not main, logging_steps=max(1, budget // 4), save_strategy="no")
+        use_cpu=args.cpu, disable_tqdm=not main, logging_steps=max(1, budget // 4), save_strategy="no",
+        dataloader_pin_memory=not args.cpu and _has_accelerator())
     phase1_start = time.perf_counter()
     recall = selector.recall(train, k, **{key: v for key, v in columns.items() if v})
     phase1_seconds = time.perf_counter() - phase1_start
@@ -275,3 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(os.environ["HF_TWOPHASE_SELECT_JSON"]).write_text(json.dumps({k: v for k, v in out.items()
                                                                            if k != "screen"}, indent=2))
     return 0
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())

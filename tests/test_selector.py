@@ -60,6 +60,10 @@ def repo(local_hub, tmp_path_factory):
         api.upload_folder(repo_id=repo_id, folder_path=str(folder))
         local_hub.storage.update_settings("models", repo_id, downloads=1000 - 10 * i)
     api.update_repo_settings(f"{ns}/gated", gated="auto")
+    api.create_repo(f"{ns}/noweights")
+    api.upload_file(path_or_fileobj=CARD.format(tag="text-classification", name="noweights").encode(),
+                    path_in_repo="README.md", repo_id=f"{ns}/noweights")
+    local_hub.storage.update_settings("models", f"{ns}/noweights", downloads=1)
     rows = []
     for name, (_, base) in WARM.items():
         for j, bench in enumerate(("b1", "b2", "b3", "b4")):
@@ -82,6 +86,7 @@ def test_from_hub_lists_joins_and_skips(repo):
     assert "gated" in skipped[f"{repo}/gated"]
     assert "private" in skipped[f"{repo}/private"]
     assert "pickled" in skipped[f"{repo}/pickle"]
+    assert "no weights" in skipped[f"{repo}/noweights"]
     assert _cached_models(repo) == set()  # listing downloads nothing
     limited = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo, limit=2)
     assert [e.model for e in limited.entries] == [f"{repo}/w0", f"{repo}/w1"]
@@ -105,6 +110,30 @@ def test_cold_models_are_scored_within_budget(repo):
     outcome = selector.recall(data, k=3)
     assert outcome.cold_scored == [f"{repo}/cold"]
     assert f"{repo}/cold" in outcome.scores and "cold" in outcome.note
+
+
+def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
+    from hf_twophase.matrix import PerformanceMatrix
+
+    matrix = PerformanceMatrix.from_hub(f"{repo}/matrix")
+    ns = f"{repo}v"  # a copy of two warm models under a namespace of their own, one of which then vanishes
+    api = HfApi()
+    for name in ("w0", "w1", "w2"):
+        folder = Path(api.snapshot_download(f"{repo}/{name}"))
+        api.create_repo(f"{ns}/{name}")
+        api.upload_folder(repo_id=f"{ns}/{name}", folder_path=str(folder))
+    renamed = matrix.records.copy()
+    renamed["model"] = renamed["model"].str.replace(f"{repo}/", f"{ns}/", regex=False)
+    selector = RepoSelector.from_models([f"{ns}/w0", f"{ns}/w1", f"{ns}/w2"], PerformanceMatrix(renamed),
+                                        proxy_config=_fast_proxy())
+    from hf_twophase.phase1 import Phase1
+
+    first = Phase1.from_matrix(selector.matrix, candidates=selector.warm).to_score(1)
+    assert len(first) == 1
+    api.delete_repo(first[0])
+    outcome = selector.recall(make_data(64, 0), k=1)
+    assert first[0] in outcome.skipped and "could not load" in outcome.skipped[first[0]]
+    assert outcome.recalled and outcome.recalled[0] != first[0]
 
 
 def test_bad_input_fails_before_any_download(repo, tmp_path):
