@@ -129,16 +129,26 @@ def build_matrix(
     config: BuildConfig | None = None,
     *,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> PerformanceMatrix:
-    """Train every missing cell, then write `records.parquet` from every finished one (and return it)."""
+    """Train every missing cell, then write `records.parquet` from every finished one (and return it).
+
+    `shard=(i, n)` trains only the cells whose position in the models x benchmarks grid is i modulo n: n workers (one
+    per GPU, or tasks on any scheduler) share one output folder, each cell file is written atomically by the one
+    worker that owns it, and `collect` afterwards gathers them all."""
     from tqdm.auto import tqdm
 
     config = config or BuildConfig()
     out = Path(out_dir)
     specs = [b if isinstance(b, BenchmarkSpec) else get_benchmark(b) for b in benchmarks]
     names = [Candidate.of(m).name for m in models]
-    todo = [(m, n, s) for m, n in zip(models, names, strict=True) for s in specs
-            if not _cell_file(out, n, s.name).is_file()]
+    grid = [(m, n, s) for m, n in zip(models, names, strict=True) for s in specs]
+    if shard is not None:
+        index, count = shard
+        if not 0 <= index < count:
+            raise SelectionError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+        grid = [cell for position, cell in enumerate(grid) if position % count == index]
+    todo = [(m, n, s) for m, n, s in grid if not _cell_file(out, n, s.name).is_file()]
     for model, name, spec in tqdm(todo, desc="matrix cells", disable=not progress):
         cell = _cell_file(out, name, spec.name)
         start = time.perf_counter()
@@ -151,6 +161,30 @@ def build_matrix(
         record.update(seconds=round(time.perf_counter() - start, 3), config=asdict(config))
         _write_atomic(cell, record)
     return collect(out)
+
+
+def run_workers(argv: Sequence[str], workers: int, *, gpus: int | None = None) -> list[int]:
+    """Run `hf-twophase build-matrix ARGV --shard i/N` in N local processes, one GPU each when there are GPUs
+    (CUDA_VISIBLE_DEVICES), and return their exit codes. Each worker resumes its own finished cells."""
+    import subprocess
+    import sys
+
+    if workers < 1:
+        raise SelectionError(f"workers must be >= 1, got {workers}")
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    procs = []
+    for i in range(workers):
+        env = dict(os.environ)
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):  # independent processes
+            env.pop(key, None)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        procs.append(subprocess.Popen([sys.executable, "-m", "hf_twophase", "build-matrix", *argv,
+                                       "--shard", f"{i}/{workers}"], env=env))
+    return [p.wait() for p in procs]
 
 
 def collect(out_dir: str | os.PathLike) -> PerformanceMatrix:

@@ -103,7 +103,24 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
     config = BuildConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                          evals_per_epoch=args.evals_per_epoch, train_subset=args.subset, eval_subset=args.eval_subset,
                          seed=args.seed, use_cpu=args.cpu)
-    matrix = build_matrix(args.models, args.benchmarks, args.out, config, progress=not args.json)
+    shard = None
+    if args.shard:
+        try:
+            index, count = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            raise SelectionError(f"--shard takes I/N (e.g. 0/4), got {args.shard!r}") from None
+        shard = (index, count)
+    if args.workers and args.workers > 1:
+        from .builder import collect, run_workers
+
+        argv = _worker_argv(args)
+        codes = run_workers(argv, args.workers)
+        matrix = collect(args.out)
+        if any(codes):
+            print(f"warning: {sum(c != 0 for c in codes)} worker(s) exited with an error; their finished cells are "
+                  "kept, re-run the command to train the rest", file=sys.stderr)
+    else:
+        matrix = build_matrix(args.models, args.benchmarks, args.out, config, progress=not args.json, shard=shard)
     out = {"records": str(Path(args.out) / "records.parquet"), "models": matrix.models, "benchmarks": matrix.datasets,
            "rows": len(matrix)}
     if args.push:
@@ -142,6 +159,20 @@ def _cmd_import(args: argparse.Namespace) -> dict:
         print(f"{out['models']} models x {out['datasets']} datasets, {out['rows']} records -> {path}"
               + (f"; {out['proxy_rows']} proxy scores -> {out['proxy']}" if args.proxy_out else ""))
     return out
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """The build-matrix arguments a worker needs: everything but --workers, --push and --json."""
+    argv = ["--models", *args.models, "--benchmarks", *args.benchmarks, "--out", args.out,
+            "--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
+            "--evals-per-epoch", str(args.evals_per_epoch), "--seed", str(args.seed), "--json"]
+    if args.subset:
+        argv += ["--subset", str(args.subset)]
+    if args.eval_subset:
+        argv += ["--eval-subset", str(args.eval_subset)]
+    if args.cpu:
+        argv.append("--cpu")
+    return argv
 
 
 def _cmd_hub_server(args: argparse.Namespace) -> dict:
@@ -205,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-subset", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument("--workers", type=int, default=None,
+                   help="train cells in N local processes, one GPU each when there are GPUs")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="train only this worker's share of the cells (for schedulers: Slurm, Ray, ...)")
     p.add_argument("--push", default=None, metavar="REPO_ID",
                    help="then publish the records as this Hub dataset, merged with what it already holds")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -16,6 +16,7 @@ BENCHMARKS = [
 ]
 CONFIG = BuildConfig(epochs=2, learning_rate=3e-3, evals_per_epoch=2, use_cpu=True)
 
-if __name__ == "__main__":  # python tests/builder_helpers.py MODELS_DIR OUT
+if __name__ == "__main__":  # python tests/builder_helpers.py MODELS_DIR OUT [I/N]
+    shard = tuple(int(x) for x in sys.argv[3].split("/")) if len(sys.argv) > 3 else None
     build_matrix(make_candidates(Path(sys.argv[1]), hidden=(32, 8, 16)), BENCHMARKS, Path(sys.argv[2]), CONFIG,
-                 progress=False)
+                 progress=False, shard=shard)

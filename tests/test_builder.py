@@ -78,3 +78,21 @@ def test_registry_has_the_papers_benchmarks_and_packaged_ones():
     assert not set(train["label"]) - set(range(10))
     with pytest.raises(SelectionError, match="unknown benchmark"):
         get_benchmark("nope")
+
+
+def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
+    from hf_twophase.builder import collect
+
+    models_dir = tmp_path / "m"
+    models = make_candidates(models_dir, hidden=(32, 8, 16))
+    straight = build_matrix(models, BENCHMARKS, tmp_path / "straight", CONFIG, progress=False)
+    env = {**os.environ, "PYTHONPATH": str(HELPER.parent.parent)}
+    workers = [subprocess.Popen([sys.executable, str(HELPER), str(models_dir), str(tmp_path / "sharded"), f"{i}/2"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
+    for w in workers:
+        assert w.wait(timeout=600) == 0, w.stderr.read().decode()[-2000:]
+    assert len(list((tmp_path / "sharded" / "cells").glob("*.json"))) == 6  # each cell trained once, by its owner
+    assert _comparable(collect(tmp_path / "sharded")).equals(_comparable(straight))
+    with pytest.raises(SelectionError, match="shard"):
+        build_matrix(models, BENCHMARKS, tmp_path / "bad", CONFIG, progress=False, shard=(2, 2))
+
