@@ -98,6 +98,7 @@ class HubStorage:
         self.root = Path(root)
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
+        self._parameters: dict[str, dict[str, int]] = {}
 
     # --- repositories -------------------------------------------------------------------------------------------
     def _repo_file(self, repo_type: str, repo_id: str) -> Path:
@@ -170,6 +171,15 @@ class HubStorage:
     def _store_blob(self, data: bytes, *, lfs: bool) -> dict:
         sha = self.put_blob(data)
         return {"sha256": sha, "size": len(data), "lfs": lfs, "oid": _git_blob_oid(data)}
+
+    def parameter_counts(self, sha256: str) -> dict[str, int]:
+        """Parameters per dtype of a safetensors blob, read from its header once (blobs never change)."""
+        if sha256 not in self._parameters:
+            with open(self._blob_path(sha256), "rb") as handle:
+                head = handle.read(8)
+                length = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+                self._parameters[sha256] = _safetensors_parameters(head + handle.read(min(length, 100_000_000))) or {}
+        return self._parameters[sha256]
 
     def read_blob(self, sha256: str) -> bytes:
         return self._blob_path(sha256).read_bytes()
@@ -302,11 +312,7 @@ def _info(storage: HubStorage, repo: dict, revision: str = "main") -> dict:
         counts: dict[str, int] = {}
         for path, entry in files.items():
             if path.endswith(".safetensors"):
-                with open(storage._blob_path(entry["sha256"]), "rb") as handle:
-                    head = handle.read(8)
-                    length = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-                    found = _safetensors_parameters(head + handle.read(min(length, 100_000_000)))
-                for dtype, n in (found or {}).items():
+                for dtype, n in storage.parameter_counts(entry["sha256"]).items():
                     counts[dtype] = counts.get(dtype, 0) + n
         if counts:
             info["safetensors"] = {"parameters": counts, "total": sum(counts.values())}
