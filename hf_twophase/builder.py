@@ -150,16 +150,64 @@ def build_matrix(
         grid = [cell for position, cell in enumerate(grid) if position % count == index]
     todo = [(m, n, s) for m, n, s in grid if not _cell_file(out, n, s.name).is_file()]
     for model, name, spec in tqdm(todo, desc="matrix cells", disable=not progress):
-        cell = _cell_file(out, name, spec.name)
-        start = time.perf_counter()
-        try:
-            rows = train_cell(model, spec, config, out / "work" / cell.stem)
-            record = {"model": name, "benchmark": spec.name, "status": "done", "rows": rows}
-        except Exception as exc:  # noqa: BLE001 - one failed cell never stops the build
-            record = {"model": name, "benchmark": spec.name, "status": "failed",
-                      "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-        record.update(seconds=round(time.perf_counter() - start, 3), config=asdict(config))
-        _write_atomic(cell, record)
+        run_cell(model, name, spec, config, out)
+    return collect(out)
+
+
+def run_cell(model: str | Candidate, name: str, spec: BenchmarkSpec, config: BuildConfig, out: Path) -> str:
+    """Train one cell and write its file atomically, done or failed with its reason (a failure never raises)."""
+    out = Path(out)
+    cell = _cell_file(out, name, spec.name)
+    start = time.perf_counter()
+    try:
+        rows = train_cell(model, spec, config, out / "work" / cell.stem)
+        record = {"model": name, "benchmark": spec.name, "status": "done", "rows": rows}
+    except Exception as exc:  # noqa: BLE001 - one failed cell never stops the build
+        record = {"model": name, "benchmark": spec.name, "status": "failed",
+                  "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    record.update(seconds=round(time.perf_counter() - start, 3), config=asdict(config))
+    _write_atomic(cell, record)
+    return record["status"]
+
+
+def build_matrix_on_ray(
+    models: Sequence[str | Candidate],
+    benchmarks: Sequence[str | BenchmarkSpec],
+    out_dir: str | os.PathLike,
+    config: BuildConfig | None = None,
+    *,
+    gpus_per_cell: float | None = None,
+    progress: bool = True,
+    **init_kwargs,
+) -> PerformanceMatrix:
+    """The same cells as Ray tasks (``pip install hf-twophase[ray]``): one task per missing cell, each writing its
+    cell file atomically into ``out_dir``, which must be storage every Ray node sees. Finished cells are skipped, so a
+    re-run after a crash trains only what is missing. ``init_kwargs`` go to ``ray.init`` when Ray is not running yet
+    (e.g. ``address="auto"`` to join a cluster)."""
+    try:
+        import ray
+    except ImportError:
+        raise SelectionError("building on Ray needs the optional extra: pip install 'hf-twophase[ray]'") from None
+    from tqdm.auto import tqdm
+
+    config = config or BuildConfig()
+    out = Path(out_dir).resolve()
+    specs = [b if isinstance(b, BenchmarkSpec) else get_benchmark(b) for b in benchmarks]
+    names = [Candidate.of(m).name for m in models]
+    todo = [(m, n, s) for m, n in zip(models, names, strict=True) for s in specs
+            if not _cell_file(out, n, s.name).is_file()]
+    if todo:
+        if not ray.is_initialized():
+            ray.init(**{"include_dashboard": False, "log_to_driver": False, **init_kwargs})
+        if gpus_per_cell is None:
+            gpus_per_cell = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        task = ray.remote(num_gpus=gpus_per_cell, max_retries=0)(run_cell)
+        pending = [task.remote(m, n, s, config, out) for m, n, s in todo]
+        with tqdm(total=len(pending), desc="matrix cells (ray)", disable=not progress) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                ray.get(done)
+                bar.update(len(done))
     return collect(out)
 
 

@@ -110,7 +110,12 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
         except ValueError:
             raise SelectionError(f"--shard takes I/N (e.g. 0/4), got {args.shard!r}") from None
         shard = (index, count)
-    if args.workers and args.workers > 1:
+    if args.ray:
+        from .builder import build_matrix_on_ray
+
+        init = {"address": args.ray_address} if args.ray_address else {}
+        matrix = build_matrix_on_ray(args.models, args.benchmarks, args.out, config, progress=not args.json, **init)
+    elif args.workers and args.workers > 1:
         from .builder import collect, run_workers
 
         argv = _worker_argv(args)
@@ -240,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train cells in N local processes, one GPU each when there are GPUs")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="train only this worker's share of the cells (for schedulers: Slurm, Ray, ...)")
+    p.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (pip install 'hf-twophase[ray]')")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)")
     p.add_argument("--push", default=None, metavar="REPO_ID",
                    help="then publish the records as this Hub dataset, merged with what it already holds")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

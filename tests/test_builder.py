@@ -96,3 +96,19 @@ def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
     with pytest.raises(SelectionError, match="shard"):
         build_matrix(models, BENCHMARKS, tmp_path / "bad", CONFIG, progress=False, shard=(2, 2))
 
+
+def test_ray_tasks_build_the_same_records(tmp_path):
+    ray = pytest.importorskip("ray")
+    from hf_twophase.builder import build_matrix_on_ray
+
+    models = make_candidates(tmp_path / "m", hidden=(32, 8))
+    straight = build_matrix(models, BENCHMARKS, tmp_path / "straight", CONFIG, progress=False)
+    root = str(HELPER.parent.parent)
+    try:
+        on_ray = build_matrix_on_ray(models, BENCHMARKS, tmp_path / "ray", CONFIG, progress=False, num_cpus=2,
+                                     runtime_env={"env_vars": {"PYTHONPATH": root}})
+    finally:
+        ray.shutdown()
+    assert len(list((tmp_path / "ray" / "cells").glob("*.json"))) == 4
+    assert _comparable(on_ray).equals(_comparable(straight))
+
