@@ -75,3 +75,24 @@ def test_small_selection_end_to_end(setup, capsys, tmp_path, monkeypatch):
     assert [c["status"] for c in report["candidates"]].count("not-recalled") == 1
     code, err = _run(capsys, *argv)
     assert code == 2 and "--overwrite" in err  # an earlier selection is never silently replaced
+
+
+def test_accelerate_launch_with_two_processes(setup, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, models = setup
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+           str(repo / "examples" / "select.py"), "--task", "text-classification", "--dataset", str(root / "data.csv"),
+           "--models", *models, "--matrix", str(root / "records.csv"), "--k", "2", "--budget", "8", "--stage-steps",
+           "2", "--learning-rate", "3e-3", "--proxy-samples", "64", "--output-dir", str(out), "--cpu"]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("hf-twophase select:") == 1  # one summary, from the main process
+    report = json.loads((out / "report.json").read_text())
+    assert report["winner"] in models and (out / "winner" / "config.json").is_file()
