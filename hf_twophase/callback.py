@@ -50,7 +50,7 @@ class FineSelectionCallback(TrainerCallback):
         self.metric = metric
         self.greater_is_better = greater_is_better
         self.gate = gate
-        self.board = board  # with a coordinator: verdicts come from its main thread, decided once for all ranks
+        self.board = board  # with a coordinator: verdicts come from its loop, decided once for all ranks
         self.pending_step: int | None = None
         self.save_stages = save_stages
         self.verdicts: list[tuple[int, Verdict]] = []

@@ -16,11 +16,11 @@ stage without re-training it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,19 +42,36 @@ logger = logging.getLogger(__name__)
 
 
 class TurnGate:
-    """Hands the accelerator to one candidate thread at a time, in an order the main thread chooses."""
+    """Hands the accelerator to one candidate at a time, in an order the coordinator's loop chooses.
+
+    Each candidate's Trainer runs in a greenlet on the coordinator's own OS thread; pausing is a switch back to the
+    loop. Why not threads: PyTorch runs small CPU ops several times slower outside the thread that started its
+    OpenMP pool (measured in docs/benchmarks.md), and one OS thread also keeps every collective of
+    `torch.distributed` on the thread that created the process group.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        import greenlet
+
+        self._greenlet = greenlet
+        self._loop = greenlet.getcurrent()
         self._turn: str | None = None
+        self._candidates: dict[str, Any] = {}
         self.status: dict[str, str] = {}
 
+    def spawn(self, candidate: str, run: Callable[[], None]) -> None:
+        self._candidates[candidate] = self._greenlet.greenlet(run, parent=self._loop)
+        self.status[candidate] = "new"
+
+    def block_until(self, ready: Callable[[], bool]) -> None:
+        """Called by a candidate: hand control back to the loop until `ready()` holds."""
+        while not ready():
+            self._loop.switch()
+
     def acquire(self, candidate: str) -> None:
-        with self._cond:
-            self.status[candidate] = "waiting"
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: self._turn == candidate)
-            self.status[candidate] = "running"
+        self.status[candidate] = "waiting"
+        self.block_until(lambda: self._turn == candidate)
+        self.status[candidate] = "running"
 
     def release(self, candidate: str) -> None:
         """Paused at a stage end: the next candidate may run."""
@@ -65,45 +82,46 @@ class TurnGate:
         self._leave(candidate, "finished")
 
     def _leave(self, candidate: str, status: str) -> None:
-        with self._cond:
-            self.status[candidate] = status
-            if self._turn == candidate:
-                self._turn = None
-            self._cond.notify_all()
+        self.status[candidate] = status
+        if self._turn == candidate:
+            self._turn = None
+
+    def _resume(self, candidate: str) -> None:
+        glet = self._candidates[candidate]
+        if glet.dead:
+            self.status[candidate] = "finished"
+        else:
+            glet.switch()
 
     def run_turn(self, candidate: str) -> None:
-        with self._cond:
-            self._turn = candidate
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: self._turn != candidate)
+        self._turn = candidate
+        while self._turn == candidate and self.status.get(candidate) != "finished":
+            self._resume(candidate)
 
     def settle(self, candidate: str) -> str:
-        """Wait until the candidate either asks for another turn or is done."""
-        with self._cond:
-            self._cond.wait_for(lambda: self.status.get(candidate) in ("waiting", "finished"))
-            return self.status[candidate]
+        """Let the candidate run until it either asks for another turn or is done."""
+        while self.status.get(candidate) not in ("waiting", "finished"):
+            self._resume(candidate)
+        return self.status[candidate]
 
 
 class VerdictBoard:
-    """Verdicts published by the coordinator's main thread, read by the paused candidate threads.
+    """Verdicts published by the coordinator's loop, read by the paused candidates.
 
-    Deciding in the main thread, while every candidate is paused, lets rank 0 decide and broadcast
-    without any candidate's own collectives (DDP all-reduces) in flight.
+    Deciding in the loop, while every candidate is paused, lets rank 0 decide and broadcast without any
+    candidate's own collectives (DDP all-reduces) in flight.
     """
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, gate: TurnGate) -> None:
+        self._gate = gate
         self._verdicts: dict[tuple[str, int], Verdict] = {}
 
     def publish(self, verdicts: dict[tuple[str, int], Verdict]) -> None:
-        with self._cond:
-            self._verdicts.update(verdicts)
-            self._cond.notify_all()
+        self._verdicts.update(verdicts)
 
     def wait(self, candidate: str, step: int) -> Verdict:
-        with self._cond:
-            self._cond.wait_for(lambda: (candidate, step) in self._verdicts)
-            return self._verdicts[(candidate, step)]
+        self._gate.block_until(lambda: (candidate, step) in self._verdicts)
+        return self._verdicts[(candidate, step)]
 
 
 def _broadcast(obj: Any) -> Any:
@@ -265,7 +283,8 @@ class SelectionCoordinator:
         else:  # other ranks keep their own copy; decisions come from rank 0 by broadcast
             state = SelectionState(self.policy_factory, names, self.budget, mode="sync", timeout=self.timeout)
         ranks.wait_for_everyone()
-        gate, board = TurnGate(), VerdictBoard()
+        gate = TurnGate()
+        board = VerdictBoard(gate)
         slots = {c.name: _Slot(c) for c in self.candidates}
         if self.progress and self._main:
             from tqdm.auto import tqdm
@@ -273,10 +292,8 @@ class SelectionCoordinator:
             # one bar for the whole selection; its total shrinks as candidates are pruned
             self._bar = tqdm(total=self.budget * len(names), desc="fine selection", unit="step", dynamic_ncols=True)
         start = time.perf_counter()
-        threads = [threading.Thread(target=self._train, args=(slots[n], state, gate, board, resume),
-                                    name=f"candidate:{n}", daemon=True) for n in names]
-        for t in threads:
-            t.start()
+        for n in names:
+            gate.spawn(n, functools.partial(self._train, slots[n], state, gate, board, resume))
         pending = list(names)
         while pending:
             pending = [n for n in pending if gate.settle(n) == "waiting"]
@@ -288,13 +305,11 @@ class SelectionCoordinator:
                 torch.distributed.get_rank() == 0
             verdicts = {(n, s): state.verdict(n, s) for n, s in asked.items()} if rank0 else None
             board.publish(_broadcast(verdicts))
-        for t in threads:
-            t.join()
         if self._bar is not None:
             self._bar.close()
         return self._finish(slots, state, time.perf_counter() - start)
 
-    # ---------------------------------------------------------------- one candidate's thread
+    # ---------------------------------------------------------------- one candidate's greenlet
     def _train(self, slot: _Slot, state: SelectionState, gate: TurnGate, board: VerdictBoard,
                resume: bool) -> None:
         name = slot.candidate.name
