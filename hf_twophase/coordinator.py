@@ -213,8 +213,10 @@ class SelectionCoordinator:
         allow_pickle: bool = False,
         max_length: int = 256,
         progress: bool = False,
+        on_report: Callable[[SelectionReport], None] | None = None,
     ):
         self.progress = progress
+        self.on_report = on_report  # completes the report (e.g. phase 1's story) before it is written
         self._bar = None
         self.candidates = [Candidate.of(c) for c in candidates]
         names = [c.name for c in self.candidates]
@@ -431,6 +433,8 @@ class SelectionCoordinator:
         slot = slots[winner]
         winner_dir = self.output_dir / "winner"
         self._save_winner(slot, winner_dir)
+        if self.on_report is not None:
+            self.on_report(report)
         files = report.save(self.output_dir) if self._main else {}
         return SelectionResult(winner=winner, model=slot.trainer.model, processing=slot.prepared.processing,
                                trainer=slot.trainer, report=report, output_dir=self.output_dir,

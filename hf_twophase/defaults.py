@@ -119,8 +119,7 @@ def ensure_default(task: str, *, progress: bool = True, use_cpu: bool | None = N
     models = setup.planned_models(root)
     matrix = build_matrix(models, list(setup.benchmarks), root / "matrix", config, progress=progress)
     seconds = time.perf_counter() - start
-    previous = json.loads(manifest.read_text()).get("seconds", 0.0) if manifest.is_file() else 0.0
-    manifest.write_text(json.dumps({"setup": _describe(setup), "seconds": round(seconds + previous, 1)}))
+    manifest.write_text(json.dumps({"setup": _describe(setup), "seconds": round(seconds, 1)}))
     shutil.rmtree(root / "work", ignore_errors=True)
     return DefaultRepository(setup, root, models, matrix, seconds, built_now=True)
 

@@ -342,24 +342,23 @@ class RepoSelector:
         policy = lambda: live_policy(  # noqa: E731 - a fresh policy per run, as the coordinator expects
             self.config.policy, budget=budget, stage_steps=stage, growth=self.config.growth, matrix=self.matrix,
             candidates=recall.recalled, variant=self.config.variant, threshold=self.config.threshold)
+        recalled = set(recall.recalled)
+
+        def add_phase1(report) -> None:
+            for model, score in recall.scores.items():
+                if model not in recalled:
+                    status = "cold" if model in recall.cold_scored else "warm"
+                    report.candidates.append(CandidateReport(
+                        name=model, status="not-recalled", reason=f"phase 1 recall score {score:.4f} below the top "
+                                                                  f"{len(recalled)} ({status})"))
+            for model, reason in {**self.skipped, **recall.skipped}.items():
+                report.candidates.append(CandidateReport(name=model, status="skipped", reason=reason))
+            report.extra["phase1"] = {"task": self.task, "considered": len(self.entries), "in_matrix": len(self.warm),
+                                      "cold": len(self.cold), **recall.to_dict()}
+
         coordinator = SelectionCoordinator(
             recall.recalled, train_dataset, eval_dataset, training_args, policy=policy,
             trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle,
-            **coordinator_kwargs)
+            on_report=add_phase1, **coordinator_kwargs)
         result = coordinator.run(resume=resume)
-        report = result.report
-        recalled = set(recall.recalled)
-        for model, score in recall.scores.items():
-            if model not in recalled:
-                status = "cold" if model in recall.cold_scored else "warm"
-                report.candidates.append(CandidateReport(
-                    name=model, status="not-recalled", reason=f"phase 1 recall score {score:.4f} below the top "
-                                                              f"{len(recalled)} ({status})"))
-        for model, reason in {**self.skipped, **recall.skipped}.items():
-            report.candidates.append(CandidateReport(name=model, status="skipped", reason=reason))
-        report.extra["phase1"] = {
-            "task": self.task, "considered": len(self.entries), "in_matrix": len(self.warm),
-            "cold": len(self.cold), **recall.to_dict()}
-        if coordinator._main:
-            result.files.update(report.save(result.output_dir))
         return result
