@@ -167,3 +167,26 @@ def test_range_requests(local_hub):
     assert head.headers["X-Repo-Commit"] == api.model_info(repo).sha
     missing = httpx.get(f"{local_hub.url}/{repo}/resolve/main/nope")
     assert missing.status_code == 404 and missing.headers["X-Error-Code"] == "EntryNotFound"
+
+
+def test_a_concurrent_push_is_merged_not_lost(local_hub, monkeypatch):
+    from huggingface_hub import HfApi as Api
+
+    repo = unique("race")
+    curves({"org/first": 0.5}).push_to_hub(repo)
+    real_info = Api.dataset_info
+    calls = {"n": 0}
+
+    def stale_info(self, *args, **kwargs):
+        info = real_info(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:  # someone else pushes between our read and our commit
+            monkeypatch.setattr(Api, "dataset_info", real_info)
+            curves({"org/rival": 0.6}).push_to_hub(repo)
+            monkeypatch.setattr(Api, "dataset_info", stale_info)
+        return info
+
+    monkeypatch.setattr(Api, "dataset_info", stale_info)
+    curves({"org/mine": 0.7}).push_to_hub(repo)
+    assert calls["n"] >= 2  # the stale parent was refused and the push merged again
+    assert PerformanceMatrix.from_hub(repo).models == ["org/first", "org/mine", "org/rival"]
