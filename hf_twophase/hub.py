@@ -108,14 +108,15 @@ def load_matrix(repo_id: str, *, revision: str | None = None, token: str | bool 
 def load_proxy_table(repo_id: str, *, revision: str | None = None, token: str | bool | None = None
                      ) -> pd.DataFrame | None:
     """The proxy scores published next to a matrix, or None when it has none."""
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import errors, hf_hub_download
 
-    with hub_errors(f"the file list of {repo_id}"):
-        files = HfApi(token=token).list_repo_files(repo_id, repo_type="dataset", revision=revision)
-    if PROXY_PATH not in files:
-        return None
-    with hub_errors(f"the proxy scores of {repo_id} ({PROXY_PATH})"):
-        path = hf_hub_download(repo_id, PROXY_PATH, repo_type="dataset", revision=revision, token=token)
+    try:
+        with hub_errors(f"the proxy scores of {repo_id} ({PROXY_PATH})"):
+            path = hf_hub_download(repo_id, PROXY_PATH, repo_type="dataset", revision=revision, token=token)
+    except HubError as err:
+        if isinstance(err.__cause__, errors.RemoteEntryNotFoundError):  # the Hub answered: no proxy table here
+            return None
+        raise
     frame = _read_parquet(path, f"hf://datasets/{repo_id}/{PROXY_PATH}")
     missing = [c for c in PROXY_REQUIRED_COLUMNS if c not in frame.columns]
     if missing:

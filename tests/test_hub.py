@@ -85,6 +85,14 @@ def test_matrix_round_trip_merge_and_revision(local_hub):
     second.push_to_hub(repo, overwrite=True)
     assert PerformanceMatrix.from_hub(repo).final_scores().loc["org/m2", "a"] == pytest.approx(0.1)
 
+    # proxy scores travel in their own Parquet file, merged the same way
+    from hf_twophase.hub import load_proxy_table
+
+    assert load_proxy_table(repo) is None
+    proxy = pd.DataFrame({"model": ["org/m1"], "dataset": ["a"], "method": ["leep"], "score": [-0.5]})
+    second.push_to_hub(repo, proxy=proxy)
+    assert load_proxy_table(repo).to_dict("records") == proxy.to_dict("records")
+
     # the first commit is still there
     assert PerformanceMatrix.from_hub(repo, revision=commit).models == ["org/m1", "org/m2"]
 
