@@ -73,15 +73,23 @@ def main() -> None:
                             layers=args.layers)
     train, ev = make_data(1024, 0), make_data(256, 1)
     rows = []
-    for r in range(args.repeats):
+    def coordinate(r: int) -> tuple[float, dict[str, int]]:
         start = time.perf_counter()
         result = SelectionCoordinator(names, train, ev, training_args(work / f"sel{r}", max_steps=args.budget,
                                                                       logging_steps=args.stage, use_cpu=not CUDA,
                                                                       per_device_train_batch_size=BATCH),
                                       stage_steps=args.stage, save_stages=args.save_stages).run()
-        coordinated = time.perf_counter() - start
-        steps = {c.name: c.steps_trained for c in result.report.candidates}
-        baseline = plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}")
+        return time.perf_counter() - start, {c.name: c.steps_trained for c in result.report.candidates}
+
+    _, steps = coordinate(-1)  # warm-up: imports, allocator and caches, so repeat 0 is not an outlier
+    for r in range(args.repeats):
+        # alternate which side runs first, so a slow drift of the machine does not favour either side
+        if r % 2:
+            baseline = plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}")
+            coordinated, steps = coordinate(r)
+        else:
+            coordinated, steps = coordinate(r)
+            baseline = plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}")
         rows.append((coordinated, baseline, sum(steps.values())))
         print(f"repeat {r}: coordinator {coordinated:.2f} s, plain Trainers {baseline:.2f} s, "
               f"{sum(steps.values())} candidate-steps, overhead {100 * (coordinated - baseline) / coordinated:.1f}%")

@@ -12,7 +12,8 @@ import argparse
 import time
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.replay import CurveCube, replay, summarise
+from hf_twophase.policies import make_fine_selection
+from hf_twophase.replay import CurveCube, replay, replay_target, summarise
 
 POLICIES = [  # (label, policy, variant, growth)
     ("successive halving", "successive-halving", None, 1.0),
@@ -21,7 +22,19 @@ POLICIES = [  # (label, policy, variant, growth)
     ("fine selection, paper, growing stages (x2)", "fine-selection", "paper", 2.0),
     ("fine selection, improved", "fine-selection", "improved", 1.0),
     ("fine selection, improved, growing stages (x2)", "fine-selection", "improved", 2.0),
+    ("ablation: improved without the runner-up guard", "unguarded", "improved", 1.0),
+    ("ablation: improved without the runner-up guard, growing (x2)", "unguarded", "improved", 2.0),
 ]
+
+
+def unguarded(cube: CurveCube, stage: int, growth: float) -> list:
+    """The improved variant with its runner-up guard switched off: what the guard buys, target by target."""
+    def make(cube: CurveCube, target: str):
+        policy = make_fine_selection(lambda m: cube.benchmark_curves(m, exclude=target), "improved", stage=stage,
+                                     growth=growth)
+        policy.runner_up_guard = None
+        return policy
+    return [replay_target(cube, target, make) for target in cube.datasets]
 
 
 def main() -> None:
@@ -40,7 +53,8 @@ def main() -> None:
     oracle = None
     for label, policy, variant, growth in POLICIES:
         for stage in stages:
-            runs = replay(matrix, policy, stage=stage, growth=growth, variant=variant or "improved", cube=cube)
+            runs = unguarded(cube, stage, growth) if policy == "unguarded" else replay(
+                matrix, policy, stage=stage, growth=growth, variant=variant or "improved", cube=cube)
             s = summarise(runs)
             rows.append((label, stage, s))
             points.setdefault(label, []).append((s["median_speedup"], 100 * s["mean_regret"]))

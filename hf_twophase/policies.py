@@ -149,8 +149,10 @@ class FineSelection(SelectionPolicy):
         rank_by: str = "val",
         bound: str = "point",
         curve_step: Callable[[int], int] | None = None,
+        runner_up_guard: TrendPredictor | None = None,
     ):
         super().__init__(schedule)
+        self.runner_up_guard = runner_up_guard
         self.curve_step = curve_step  # live step -> index into the benchmark curves (e.g. the stage number)
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -166,21 +168,39 @@ class FineSelection(SelectionPolicy):
         self._cache: dict[tuple[str, int, float], Prediction | None] = {}
 
     def describe(self) -> dict:
-        return {**super().describe(), "threshold": self.threshold, "predictor": self.predictor.name,
-                "rank_by": self.rank_by, "bound": self.bound}
+        out = {**super().describe(), "threshold": self.threshold, "predictor": self.predictor.name,
+               "rank_by": self.rank_by, "bound": self.bound}
+        if self.runner_up_guard is not None:
+            out["runner_up_guard"] = self.runner_up_guard.name
+        return out
 
     def curves_of(self, candidate: str) -> BenchmarkCurves | None:
         if callable(self._curves):
             return self._curves(candidate)
         return self._curves.get(candidate)
 
-    def predict(self, candidate: str, step: int, val: float) -> Prediction | None:
-        key = (candidate, step, val)
+    def predict(self, candidate: str, step: int, val: float, predictor: TrendPredictor | None = None
+                ) -> Prediction | None:
+        predictor = predictor or self.predictor
+        key = (id(predictor), candidate, step, val)
         if key not in self._cache:
             curves = self.curves_of(candidate)
             at = self.curve_step(step) if self.curve_step else step
-            self._cache[key] = None if curves is None else self.predictor.predict(curves, at, val)
+            self._cache[key] = None if curves is None else predictor.predict(curves, at, val)
         return self._cache[key]
+
+    def _runner_up_holds(self, step: int, ranked: Sequence[str], vals: Mapping[str, float]) -> str | None:
+        """Why the best of the candidates about to go should stay, or None: the cut to a single candidate is
+        the one decision nothing can undo, so it waits while the runner-up's trend says it finishes higher."""
+        if self.runner_up_guard is None or len(ranked) < 2:
+            return None
+        leader, second = ranked[-1], ranked[-2]
+        lead = self.predict(leader, step, _val(vals, leader), self.runner_up_guard)
+        chase = self.predict(second, step, _val(vals, second), self.runner_up_guard)
+        if lead is None or chase is None or chase.value <= lead.value:
+            return None
+        return (f"kept as runner-up: its {self.runner_up_guard.name} trend predicts {chase.value:.4f}, above "
+                f"{leader}'s {lead.value:.4f}, so the cut to one candidate waits")
 
     def prune(self, step, alive, vals, final=False):
         if final:
@@ -206,6 +226,10 @@ class FineSelection(SelectionPolicy):
                 gone.add(c)
         left = [c for c in order if c not in gone]
         keep = max(1, len(alive) // 2)
+        guarded = None
+        if keep == 1 and len(left) > 1:
+            guarded = self._runner_up_holds(step, left, vals)
+            keep = 2 if guarded else 1
         if len(left) > keep:
             if self.rank_by != "val" and all(preds[c] is not None for c in left):
                 key = (lambda c: preds[c].value) if self.rank_by == "predicted" else (lambda c: preds[c].upper)
@@ -219,7 +243,8 @@ class FineSelection(SelectionPolicy):
                 removed.append(Decision(c, step, "pruned", "halved", val=_val(vals, c),
                                         predicted=None if p is None else p.value,
                                         note=f"not in the best {keep} of {len(alive)} {how}"
-                                        + ("; no prediction (too few benchmark curves)" if p is None else "")))
+                                        + ("; no prediction (too few benchmark curves)" if p is None else "")
+                                        + (f"; {ranked[-2]} {guarded}" if guarded else "")))
         return removed
 
 
@@ -265,7 +290,9 @@ def make_fine_selection(
     only when the rival's pessimistic prediction beats the candidate's optimistic one, each bound two
     leave-one-benchmark-out errors from the prediction, so a noisy trend cannot wipe out the field;
     halving stays by val, which ranked candidates better than any trend predictor on the real curves we
-    replayed (docs/benchmarks.md). Growing stages (`growth=2`) suit it best.
+    replayed (docs/benchmarks.md). The one irreversible cut, from two or more candidates to a single one,
+    waits while the runner-up's paper trend (Eq. 5-6) predicts it finishes above the leader: an early leader
+    that its own curves say will fall back is not crowned yet.
     """
     schedule = StageSchedule(stage, 1.0 if growth is None else growth)
     threshold = 0.0 if threshold is None else threshold
@@ -273,5 +300,5 @@ def make_fine_selection(
         return FineSelection(curves, predictor=PaperTrendPredictor(), threshold=threshold, schedule=schedule)
     if variant == "improved":
         return FineSelection(curves, predictor=GainTrendPredictor(), threshold=threshold, schedule=schedule,
-                             bound="interval")
+                             bound="interval", runner_up_guard=PaperTrendPredictor())
     raise ValueError(f"unknown fine-selection variant {variant!r}; expected 'paper' or 'improved'")

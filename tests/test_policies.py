@@ -57,6 +57,30 @@ def test_threshold_holds_a_close_competitor():
     assert "a" not in held and held["c"] == "trend-pruned"  # within the threshold: kept
 
 
+def test_runner_up_guard_holds_the_last_cut_while_its_trend_predicts_higher():
+    # three left, so halving would keep one; the guard's trend says the runner-up 'b' ends above leader 'c'
+    vals = {"a": 0.1, "b": 0.7, "c": 0.72}
+    curves = {c: BenchmarkCurves((c,), np.zeros((1, 1)), np.zeros(1)) for c in vals}
+
+    def policy(guard_table):
+        guard = FixedPredictor(guard_table) if guard_table else None
+        return FineSelection(curves, predictor=FixedPredictor({}), schedule=StageSchedule(1),
+                             runner_up_guard=guard)
+
+    plain = _reasons(policy(None).prune(1, list(vals), vals))
+    assert plain == {"a": "halved", "b": "halved"}  # the paper's floor: floor(3 / 2) = 1 survivor
+    held = policy({"a": 0.5, "b": 0.8, "c": 0.75}).prune(1, list(vals), vals)
+    assert _reasons(held) == {"a": "halved"}  # b kept with c: the cut to one waits
+    assert "kept as runner-up" in held[0].note and "0.8000" in held[0].note
+    cut = policy({"a": 0.5, "b": 0.7, "c": 0.75}).prune(1, list(vals), vals)
+    assert _reasons(cut) == {"a": "halved", "b": "halved"}  # trend agrees with val: cut to one now
+    # the guard only protects the single-survivor cut: with 4 alive, two go as usual
+    four = {"a": 0.1, "d": 0.2, "b": 0.7, "c": 0.72}
+    curves.update({"d": BenchmarkCurves(("d",), np.zeros((1, 1)), np.zeros(1))})
+    assert _reasons(policy({"a": 0.5, "d": 0.99, "b": 0.8, "c": 0.75}).prune(1, list(four), four)) == {
+        "a": "halved", "d": "halved"}
+
+
 def test_halving_floor_removes_worst_by_val():
     # no prediction beats anyone: only halving acts, keeping floor(5 / 2) = 2
     preds = {c: 0.5 for c in "abcde"}
