@@ -5,12 +5,17 @@ arguments and evaluate at the same stage ends; the coordinator adds turn-taking,
 state, host/device moves), the shared state on disk, decisions, the report and (with --save-stages) a
 checkpoint per live candidate per stage.
 
-    python benchmarks/coordinator_overhead.py [--candidates 4] [--budget 60] [--stage 15] [--repeats 3]
+    python benchmarks/coordinator_overhead.py [--candidates 4] [--budget 60] [--stage 15] [--repeats 3] [--parts]
+
+With --parts, each repeat also prints the seconds spent in the pieces the coordinator adds (report, plot,
+freeing pruned candidates, saving the winner, the shared state) and in `Trainer.training_step` on both sides.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import statistics
 import sys
 import tempfile
@@ -24,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hf_twophase.candidates import Candidate, accuracy, prepare  # noqa: E402
 from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
 from hf_twophase.proxy.data import detect_columns  # noqa: E402
+from hf_twophase.report import SelectionReport  # noqa: E402
+from hf_twophase.selection_state import DirectorySelectionState  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
 
 
@@ -55,6 +62,31 @@ def plain(names, steps, stage, budget, train, ev, folder) -> float:
     return time.perf_counter() - start
 
 
+PARTS: collections.Counter = collections.Counter()
+TIMED = [  # (owner, method, label)
+    (tf.Trainer, "training_step", "training_step"), (SelectionReport, "save", "report (with plot)"),
+    (SelectionReport, "plot", "plot"), (SelectionCoordinator, "_free", "free pruned"),
+    (SelectionCoordinator, "_save_winner", "save winner"), (DirectorySelectionState, "_write_report", "state"),
+    (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
+]
+
+
+def time_parts() -> None:
+    """Wrap the pieces in TIMED so that every call adds its wall time to PARTS[label]."""
+    for owner, name, label in TIMED:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*a, _original=original, _label=label, **k):
+            start = time.perf_counter()
+            try:
+                return _original(*a, **k)
+            finally:
+                PARTS[_label] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=4)
@@ -65,7 +97,10 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--parts", action="store_true", help="also time the pieces the coordinator adds")
     args = parser.parse_args()
+    if args.parts:
+        time_parts()
     global CUDA, BATCH
     CUDA, BATCH = args.device == "cuda", args.batch_size
     work = Path(tempfile.mkdtemp())
@@ -82,14 +117,25 @@ def main() -> None:
         return time.perf_counter() - start, {c.name: c.steps_trained for c in result.report.candidates}
 
     _, steps = coordinate(-1)  # warm-up: imports, allocator and caches, so repeat 0 is not an outlier
+    def timed_plain(r: int, steps: dict[str, int]) -> tuple[float, dict]:
+        PARTS.clear()
+        return plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}"), dict(PARTS)
+
+    def timed_coordinator(r: int) -> tuple[float, dict[str, int], dict]:
+        PARTS.clear()
+        return *coordinate(r), dict(PARTS)
+
     for r in range(args.repeats):
         # alternate which side runs first, so a slow drift of the machine does not favour either side
         if r % 2:
-            baseline = plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}")
-            coordinated, steps = coordinate(r)
+            baseline, plain_parts = timed_plain(r, steps)
+            coordinated, steps, coordinator_parts = timed_coordinator(r)
         else:
-            coordinated, steps = coordinate(r)
-            baseline = plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}")
+            coordinated, steps, coordinator_parts = timed_coordinator(r)
+            baseline, plain_parts = timed_plain(r, steps)
+        if args.parts:
+            print(f"  parts, coordinator: {', '.join(f'{k} {v:.3f} s' for k, v in sorted(coordinator_parts.items()))}"
+                  f"; plain Trainers: training_step {plain_parts.get('training_step', 0.0):.3f} s")
         rows.append((coordinated, baseline, sum(steps.values())))
         print(f"repeat {r}: coordinator {coordinated:.2f} s, plain Trainers {baseline:.2f} s, "
               f"{sum(steps.values())} candidate-steps, overhead {100 * (coordinated - baseline) / coordinated:.1f}%")

@@ -165,7 +165,7 @@ class FineSelection(SelectionPolicy):
         self.predictor = predictor or PaperTrendPredictor()
         self.threshold = threshold
         self.rank_by = rank_by
-        self._cache: dict[tuple[str, int, float], Prediction | None] = {}
+        self._cache: dict[tuple[int, str, int, float], Prediction | None] = {}  # keyed by id(predictor) first
 
     def describe(self) -> dict:
         out = {**super().describe(), "threshold": self.threshold, "predictor": self.predictor.name,
@@ -199,8 +199,8 @@ class FineSelection(SelectionPolicy):
         chase = self.predict(second, step, _val(vals, second), self.runner_up_guard)
         if lead is None or chase is None or chase.value <= lead.value:
             return None
-        return (f"kept as runner-up: its {self.runner_up_guard.name} trend predicts {chase.value:.4f}, above "
-                f"{leader}'s {lead.value:.4f}, so the cut to one candidate waits")
+        return (f"{second} kept as runner-up: its {self.runner_up_guard.name} trend predicts {chase.value:.4f}, "
+                f"above {leader}'s {lead.value:.4f}, so the cut to one candidate waits")
 
     def prune(self, step, alive, vals, final=False):
         if final:
@@ -228,10 +228,10 @@ class FineSelection(SelectionPolicy):
         keep = max(1, len(alive) // 2)
         guarded = None
         if keep == 1 and len(left) > 1:
-            guarded = self._runner_up_holds(step, left, vals)
+            guarded = self._runner_up_holds(step, left, vals)  # judged on the val order: halving keeps those two
             keep = 2 if guarded else 1
         if len(left) > keep:
-            if self.rank_by != "val" and all(preds[c] is not None for c in left):
+            if self.rank_by != "val" and not guarded and all(preds[c] is not None for c in left):
                 key = (lambda c: preds[c].value) if self.rank_by == "predicted" else (lambda c: preds[c].upper)
                 ranked = sorted(left, key=lambda c: (key(c), _val(vals, c), c))
                 how = "by predicted final score" if self.rank_by == "predicted" else "by optimistic predicted score"
@@ -244,7 +244,7 @@ class FineSelection(SelectionPolicy):
                                         predicted=None if p is None else p.value,
                                         note=f"not in the best {keep} of {len(alive)} {how}"
                                         + ("; no prediction (too few benchmark curves)" if p is None else "")
-                                        + (f"; {ranked[-2]} {guarded}" if guarded else "")))
+                                        + (f"; {guarded}" if guarded else "")))
         return removed
 
 

@@ -91,7 +91,7 @@ class SelectionReport:
         """Validation curves with the prune points marked.
 
         Drawn on a bare `Figure` with fixed margins: no pyplot state to leak between selections in one process,
-        and no layout pass, which cost as much as drawing the curves (about 0.04 s of a 0.1 s plot).
+        and no layout pass, which took about as long as drawing the curves.
         """
         from matplotlib.figure import Figure
 

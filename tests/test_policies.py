@@ -71,7 +71,7 @@ def test_runner_up_guard_holds_the_last_cut_while_its_trend_predicts_higher():
     assert plain == {"a": "halved", "b": "halved"}  # the paper's floor: floor(3 / 2) = 1 survivor
     held = policy({"a": 0.5, "b": 0.8, "c": 0.75}).prune(1, list(vals), vals)
     assert _reasons(held) == {"a": "halved"}  # b kept with c: the cut to one waits
-    assert "kept as runner-up" in held[0].note and "0.8000" in held[0].note
+    assert "b kept as runner-up" in held[0].note and "0.8000" in held[0].note
     cut = policy({"a": 0.5, "b": 0.7, "c": 0.75}).prune(1, list(vals), vals)
     assert _reasons(cut) == {"a": "halved", "b": "halved"}  # trend agrees with val: cut to one now
     # the guard only protects the single-survivor cut: with 4 alive, two go as usual
