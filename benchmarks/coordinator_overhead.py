@@ -8,7 +8,9 @@ checkpoint per live candidate per stage.
     python benchmarks/coordinator_overhead.py [--candidates 4] [--budget 60] [--stage 15] [--repeats 3] [--parts]
 
 With --parts, each repeat also prints the seconds spent in the pieces the coordinator adds (report, plot,
-freeing pruned candidates, saving the winner, the shared state) and in `Trainer.training_step` on both sides.
+freeing pruned candidates, saving the winner, the shared state), in its finish (everything after the last
+step: the report, its plot and the winner's save, which runs on a worker thread meanwhile) and in
+`Trainer.training_step` on both sides.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ PARTS: collections.Counter = collections.Counter()
 TIMED = [  # (owner, method, label)
     (tf.Trainer, "training_step", "training_step"), (SelectionReport, "save", "report (with plot)"),
     (SelectionReport, "plot", "plot"), (SelectionCoordinator, "_free", "free pruned"),
-    (SelectionCoordinator, "_save_winner", "save winner"), (DirectorySelectionState, "_write_report", "state"),
+    (SelectionCoordinator, "_save_winner", "save winner"), (SelectionCoordinator, "_finish", "finish"),
+    (DirectorySelectionState, "_write_report", "state"),
     (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
 ]
 
@@ -143,6 +146,11 @@ def main() -> None:
     b = statistics.median(x[1] for x in rows)
     print(f"median: coordinator {c:.2f} s, plain {b:.2f} s, overhead {100 * (c - b) / c:.1f}% "
           f"(device={args.device}, save_stages={args.save_stages})")
+    if len(rows) > 1:  # repeats are paired (same machine state, alternating order): differences are less noisy
+        paired = [100 * (x[0] - x[1]) / x[0] for x in rows]
+        error = statistics.stdev(paired) / len(paired) ** 0.5
+        print(f"paired over {len(paired)} repeats: median {statistics.median(paired):.1f}%, "
+              f"mean {statistics.mean(paired):.1f}% +- {error:.1f}% (standard error)")
 
 
 if __name__ == "__main__":

@@ -204,7 +204,8 @@ def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool 
             timm.models.save_for_hf(prepared.model.model, str(folder), safe_serialization=True)
     else:
         trainer.save_model(str(folder))  # every rank calls it; the Trainer writes on the main one
-        if main and hasattr(prepared.processing, "save_pretrained"):
+        already_saved = getattr(trainer, "processing_class", None) is prepared.processing  # save_model wrote it
+        if main and not already_saved and hasattr(prepared.processing, "save_pretrained"):
             prepared.processing.save_pretrained(str(folder))
     return folder
 

@@ -15,6 +15,7 @@ stage without re-training it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import gc
@@ -432,10 +433,19 @@ class SelectionCoordinator:
                                  winner_score=reports.get(self.budget, {}).get(winner))
         slot = slots[winner]
         winner_dir = self.output_dir / "winner"
-        self._save_winner(slot, winner_dir)
-        if self.on_report is not None:
-            self.on_report(report)
-        files = report.save(self.output_dir) if self._main else {}
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            # writing the weights releases the GIL: the report and its plot are drawn meanwhile. Under several
+            # ranks the save stays on this thread, with the ranks' own order of work.
+            saving = None if distributed else pool.submit(self._save_winner, slot, winner_dir)
+            if distributed:
+                self._save_winner(slot, winner_dir)
+            if self.on_report is not None:
+                self.on_report(report)
+            files = report.save(self.output_dir) if self._main else {}
+            if saving is not None:
+                saving.result()  # a failed save raises here, after the report is on disk
         return SelectionResult(winner=winner, model=slot.trainer.model, processing=slot.prepared.processing,
                                trainer=slot.trainer, report=report, output_dir=self.output_dir,
                                files={**files, "winner": winner_dir})

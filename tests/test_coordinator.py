@@ -96,6 +96,21 @@ def test_failed_candidates_are_dropped_and_the_rest_go_on(tmp_path, candidates, 
         SelectionCoordinator([missing], train, ev, training_args(tmp_path / "none"), stage_steps=10).run()
 
 
+def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candidates, data, monkeypatch):
+    """The winner is saved on a worker thread while the report is drawn: its failure must still surface."""
+    train, ev = data
+
+    def full_disk(self, slot, folder):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(SelectionCoordinator, "_save_winner", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        SelectionCoordinator(candidates[:2], train, ev, training_args(tmp_path / "out", max_steps=20),
+                             stage_steps=10).run()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())  # the selection's story is not lost
+    assert report["winner"] in candidates[:2] and (tmp_path / "out" / "curves.png").is_file()
+
+
 def test_bad_input_fails_before_training(tmp_path, candidates, data):
     train, ev = data
     with pytest.raises(DatasetError, match="no label column"):
