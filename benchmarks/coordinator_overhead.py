@@ -6,6 +6,7 @@ state, host/device moves), the shared state on disk, decisions, the report and (
 checkpoint per live candidate per stage.
 
     python benchmarks/coordinator_overhead.py [--candidates 4] [--budget 60] [--stage 15] [--repeats 3] [--parts]
+        [--save-stages [--background-checkpoints auto|on|off]]
 
 With --parts, each repeat also prints the seconds spent in the pieces the coordinator adds (report, plot,
 freeing pruned candidates, saving the winner, the shared state), in its finish (everything after the last
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--stage", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--save-stages", action="store_true")
+    parser.add_argument("--background-checkpoints", choices=["auto", "on", "off"], default="auto",
+                        help="with --save-stages: write them behind the training (auto: on an accelerator only)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -111,12 +114,14 @@ def main() -> None:
                             layers=args.layers)
     train, ev = make_data(1024, 0), make_data(256, 1)
     rows = []
+    background = {"auto": None, "on": True, "off": False}[args.background_checkpoints]
     def coordinate(r: int) -> tuple[float, dict[str, int]]:
         start = time.perf_counter()
         result = SelectionCoordinator(names, train, ev, training_args(work / f"sel{r}", max_steps=args.budget,
                                                                       logging_steps=args.stage, use_cpu=not CUDA,
                                                                       per_device_train_batch_size=BATCH),
-                                      stage_steps=args.stage, save_stages=args.save_stages).run()
+                                      stage_steps=args.stage, save_stages=args.save_stages,
+                                      background_checkpoints=background).run()
         return time.perf_counter() - start, {c.name: c.steps_trained for c in result.report.candidates}
 
     _, steps = coordinate(-1)  # warm-up: imports, allocator and caches, so repeat 0 is not an outlier
@@ -145,7 +150,8 @@ def main() -> None:
     c = statistics.median(x[0] for x in rows)
     b = statistics.median(x[1] for x in rows)
     print(f"median: coordinator {c:.2f} s, plain {b:.2f} s, overhead {100 * (c - b) / c:.1f}% "
-          f"(device={args.device}, save_stages={args.save_stages})")
+          f"(device={args.device}, save_stages={args.save_stages}, "
+          f"background_checkpoints={args.background_checkpoints})")
     if len(rows) > 1:  # repeats are paired (same machine state, alternating order): differences are less noisy
         paired = [100 * (x[0] - x[1]) / x[0] for x in rows]
         error = statistics.stdev(paired) / len(paired) ** 0.5

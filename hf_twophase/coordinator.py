@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from .background_checkpoints import BackgroundCheckpointTrainer, CheckpointWriter, latest_complete
 from .callback import FineSelectionCallback
 from .candidates import Candidate, CandidateError, Prepared, accuracy, prepare, save_trained
 from .errors import SelectionError
@@ -189,6 +190,8 @@ class SelectionCoordinator:
         stage_steps / growth: the stage schedule when no policy is given.
         metric: the evaluation metric that decides (default `eval_accuracy`, from a built-in accuracy).
         save_stages: checkpoint live candidates at every stage end (what `resume` needs).
+        background_checkpoints: write those checkpoints on a worker thread while training goes on; None (default):
+            only when training runs on an accelerator (on the CPU a writer thread competes with training).
     """
 
     def __init__(
@@ -209,6 +212,7 @@ class SelectionCoordinator:
         text_pair_column: str | None = None,
         image_column: str | None = None,
         save_stages: bool = True,
+        background_checkpoints: bool | None = None,
         timeout: float = 24 * 3600.0,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
@@ -252,6 +256,7 @@ class SelectionCoordinator:
         self.metric, self.greater_is_better = metric, greater_is_better
         self.compute_metrics = compute_metrics or (accuracy if metric == "eval_accuracy" else None)
         self.save_stages = save_stages
+        self.background_checkpoints = background_checkpoints
         self.timeout = timeout
         self.trust_remote_code, self.allow_pickle, self.max_length = trust_remote_code, allow_pickle, max_length
         self.output_dir = Path(training_args.output_dir)
@@ -295,19 +300,26 @@ class SelectionCoordinator:
             # one bar for the whole selection; its total shrinks as candidates are pruned
             self._bar = tqdm(total=self.budget * len(names), desc="fine selection", unit="step", dynamic_ncols=True)
         start = time.perf_counter()
-        for n in names:
-            gate.spawn(n, functools.partial(self._train, slots[n], state, gate, board, resume))
-        pending = list(names)
-        while pending:
-            pending = [n for n in pending if gate.settle(n) == "waiting"]
-            for n in pending:  # one candidate on the accelerator at a time, in a fixed order on every rank
-                gate.run_turn(n)
-            asked = {n: slots[n].callback.pending_step for n in pending
-                     if slots[n].callback is not None and slots[n].callback.pending_step is not None}
-            rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
-                torch.distributed.get_rank() == 0
-            verdicts = {(n, s): state.verdict(n, s) for n, s in asked.items()} if rank0 else None
-            board.publish(_broadcast(verdicts))
+        self._writer = CheckpointWriter()
+        try:
+            for n in names:
+                gate.spawn(n, functools.partial(self._train, slots[n], state, gate, board, resume))
+            pending = list(names)
+            while pending:
+                pending = [n for n in pending if gate.settle(n) == "waiting"]
+                for n in pending:  # one candidate on the accelerator at a time, in a fixed order on every rank
+                    gate.run_turn(n)
+                asked = {n: slots[n].callback.pending_step for n in pending
+                         if slots[n].callback is not None and slots[n].callback.pending_step is not None}
+                rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+                    torch.distributed.get_rank() == 0
+                verdicts = {(n, s): state.verdict(n, s) for n, s in asked.items()} if rank0 else None
+                board.publish(_broadcast(verdicts))
+            for name, exc in self._writer.wait_all().items():  # only resume needs them: a warning, not a failure
+                logger.warning("candidate %s: its last stage checkpoint could not be written (%s); a resume would "
+                               "start it from an earlier stage", name, exc)
+        finally:
+            self._writer.close()
         if self._bar is not None:
             self._bar.close()
         return self._finish(slots, state, time.perf_counter() - start)
@@ -365,18 +377,24 @@ class SelectionCoordinator:
         from transformers import Trainer
 
         stage = min(self._stage_ends()[0], max(1, self.args.logging_steps or 1))
-        args = dataclasses.replace(
+        args = dataclasses.replace(  # checkpoints are kept to the newest complete one by mark_complete
             self.args, output_dir=str(self._candidate_dir(slot)), max_steps=self.budget, eval_strategy="no",
-            save_strategy="no", save_total_limit=1, load_best_model_at_end=False, report_to=[],
-            remove_unused_columns=False, logging_steps=stage,
+            save_strategy="no", save_total_limit=None, load_best_model_at_end=False, report_to=[],
+            remove_unused_columns=False, logging_steps=stage, push_to_hub=False,
         )
         if self._bar is not None:
             args = dataclasses.replace(args, disable_tqdm=True)
         p = slot.prepared
         callbacks = [slot.callback] + ([_StepProgress(self._bar, slot.candidate.name)] if self._bar else [])
-        trainer = Trainer(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
-                          data_collator=p.data_collator, compute_metrics=self.compute_metrics, callbacks=callbacks,
-                          processing_class=p.processing if p.kind == "text-classifier" else None)
+        kwargs = dict(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
+                      data_collator=p.data_collator, compute_metrics=self.compute_metrics, callbacks=callbacks,
+                      processing_class=p.processing if p.kind == "text-classifier" else None)
+        if self.save_stages:
+            trainer = BackgroundCheckpointTrainer(**kwargs, checkpoint_writer=self._writer,
+                                                  writer_key=slot.candidate.name,
+                                                  background=self.background_checkpoints)
+        else:
+            trainer = Trainer(**kwargs)
         if self._bar is not None:
             from transformers.trainer_callback import PrinterCallback
 
@@ -390,13 +408,16 @@ class SelectionCoordinator:
         return self.output_dir / "candidates" / slot.candidate.name.replace("/", "--")
 
     def _latest_checkpoint(self, slot: _Slot) -> Path | None:
-        """The newest complete checkpoint: one cut short by a crash lacks the trainer state written last."""
-        found = sorted(self._candidate_dir(slot).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        complete = [p for p in found if (p / "trainer_state.json").is_file()]
-        return complete[-1] if complete else None
+        """The newest complete checkpoint: one cut short by a crash lacks the marker written last."""
+        return latest_complete(self._candidate_dir(slot))
 
     def _free(self, slot: _Slot) -> None:
         """A pruned or failed candidate gives back its memory and its disk at once (ray #4287)."""
+        try:
+            self._writer.wait(slot.candidate.name)  # a write still queued would bring the folder back
+        except Exception as exc:  # noqa: BLE001 - the checkpoint is being removed anyway
+            logger.info("candidate %s: a stage checkpoint failed to write (%s); it is removed anyway",
+                        slot.candidate.name, exc)
         shutil.rmtree(self._candidate_dir(slot), ignore_errors=True)
         slot.trainer = None
         slot.prepared = None

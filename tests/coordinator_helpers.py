@@ -59,6 +59,7 @@ if __name__ == "__main__":  # the process the resume test kills mid-selection
     from hf_twophase.coordinator import SelectionCoordinator
 
     folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+    background = os.environ.get("HF_TWOPHASE_TEST_BACKGROUND_CHECKPOINTS") == "1"  # else the default (in place on CPU)
     coordinator = SelectionCoordinator(make_candidates(folder), make_data(256, 0), make_data(64, 1),
-                                       training_args(out), stage_steps=10)
+                                       training_args(out), stage_steps=10, background_checkpoints=background or None)
     coordinator.run(resume=len(sys.argv) > 3)

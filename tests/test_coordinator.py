@@ -13,6 +13,7 @@ import torch
 import transformers as tf
 
 from hf_twophase import SelectionError
+from hf_twophase.background_checkpoints import COMPLETE_MARKER
 from hf_twophase.candidates import Candidate, prepare
 from hf_twophase.coordinator import SelectionCoordinator
 from hf_twophase.policies import SelectionPolicy, StageSchedule
@@ -126,10 +127,12 @@ def test_bad_input_fails_before_training(tmp_path, candidates, data):
     assert not (tmp_path / "a").exists()  # nothing was trained or written
 
 
-def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data):
+@pytest.mark.parametrize("background", ["0", "1"], ids=["checkpoints-in-place", "checkpoints-behind"])
+def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data, background):
     folder = Path(candidates[0]).parent
     helper = Path(__file__).with_name("coordinator_helpers.py")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(helper.parent.parent), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(helper.parent.parent), os.environ.get("PYTHONPATH", "")]),
+           "HF_TWOPHASE_TEST_BACKGROUND_CHECKPOINTS": background}
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, str(helper), str(folder), str(straight)], check=True, env=env, timeout=300,
                    capture_output=True)
@@ -139,7 +142,7 @@ def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data):
     decision = crashed / "selection_state" / "decisions" / f"{20:08d}.json"
 
     def stage_two_saved():  # the survivor checkpointed stage 2 (4 -> 2 at step 10, 2 -> 1 at step 20)
-        return decision.exists() and len(list(crashed.glob("candidates/*/checkpoint-20/trainer_state.json"))) >= 1
+        return decision.exists() and len(list(crashed.glob(f"candidates/*/checkpoint-20/{COMPLETE_MARKER}"))) >= 1
 
     deadline = time.time() + 240
     while not stage_two_saved() and time.time() < deadline and proc.poll() is None:
