@@ -1,0 +1,75 @@
+"""What the coordinator adds to a real selection, piece by piece: the overhead where a plain-Trainer twin is too noisy.
+
+    python benchmarks/coordinator_accounting.py [select.py arguments, e.g. --k 8 --variant paper]
+
+Runs the main job (`examples/select.py`, the embedded offline default unless told otherwise) in this process and
+times every piece of work that the coordinator does and plain Trainers would not: stage checkpoints, the report
+and its plot, freeing pruned candidates, saving the winner, the shared state on disk, and the pause/resume
+hand-overs of the turn (random-number state, host/device moves). On runs of minutes, one repeat of a plain-Trainer
+twin differs by more than these pieces add up to; on the 4 x 60-step benchmark, where both can be measured, the
+pieces account for the measured difference (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import inspect
+import sys
+import time
+from pathlib import Path
+
+import transformers as tf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hf_twophase.callback import FineSelectionCallback  # noqa: E402
+from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
+from hf_twophase.report import SelectionReport  # noqa: E402
+from hf_twophase.select_job import main as select_main  # noqa: E402
+from hf_twophase.selection_state import DirectorySelectionState  # noqa: E402
+
+PARTS: collections.Counter = collections.Counter()
+ADDED = [  # (owner, method, label): work the coordinator adds
+    (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (SelectionCoordinator, "_finish", "finish"),
+    (SelectionCoordinator, "_free", "free pruned"), (DirectorySelectionState, "_write_report", "state"),
+    (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
+    (FineSelectionCallback, "_release", "pause"), (FineSelectionCallback, "_capture_rng", "pause"),
+]
+INSIDE = [(SelectionCoordinator, "run", "selection (phase 2)"), (SelectionReport, "save", "of which report")]
+
+
+def wrap(owner, name: str, label: str) -> None:
+    static = isinstance(inspect.getattr_static(owner, name), staticmethod)
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def timed(*a, **k):
+        start = time.perf_counter()
+        try:
+            return original(*a, **k)
+        finally:
+            PARTS[label] += time.perf_counter() - start
+
+    setattr(owner, name, staticmethod(timed) if static else timed)
+
+
+def main() -> None:
+    for owner, name, label in ADDED + INSIDE:
+        wrap(owner, name, label)
+    start = time.perf_counter()
+    code = select_main(sys.argv[1:])
+    total = time.perf_counter() - start
+    selection = PARTS.pop("selection (phase 2)", 0.0)
+    report = PARTS.pop("of which report", 0.0)
+    added = sum(PARTS.values())
+    print(f"\nwhole job {total:.1f} s, of which fine selection (SelectionCoordinator.run) {selection:.1f} s")
+    for label, seconds in sorted(PARTS.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:20s} {seconds:7.3f} s")
+    print(f"  (the finish includes the report and plot, {report:.3f} s, and the winner's save)")
+    print(f"coordinator-added work: {added:.2f} s = {100 * added / selection:.2f}% of the fine selection")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
