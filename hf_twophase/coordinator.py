@@ -221,7 +221,8 @@ class SelectionCoordinator:
         on_report: Callable[[SelectionReport], None] | None = None,
     ):
         self.progress = progress
-        self.on_report = on_report  # completes the report (e.g. phase 1's story) before it is written
+        # completes the report (e.g. phase 1's story) before it is written, while the winner is being saved
+        self.on_report = on_report
         self._bar = None
         self.candidates = [Candidate.of(c) for c in candidates]
         names = [c.name for c in self.candidates]
