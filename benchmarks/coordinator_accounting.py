@@ -12,9 +12,6 @@ pieces account for the measured difference (docs/benchmarks.md).
 
 from __future__ import annotations
 
-import collections
-import functools
-import inspect
 import sys
 import time
 from pathlib import Path
@@ -23,13 +20,13 @@ import transformers as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
 from hf_twophase.callback import FineSelectionCallback  # noqa: E402
 from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
 from hf_twophase.report import SelectionReport  # noqa: E402
 from hf_twophase.select_job import main as select_main  # noqa: E402
 from hf_twophase.selection_state import DirectorySelectionState  # noqa: E402
 
-PARTS: collections.Counter = collections.Counter()
 ADDED = [  # (owner, method, label): work the coordinator adds
     (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (SelectionCoordinator, "_finish", "finish"),
     (SelectionCoordinator, "_free", "free pruned"), (DirectorySelectionState, "_write_report", "state"),
@@ -39,24 +36,8 @@ ADDED = [  # (owner, method, label): work the coordinator adds
 INSIDE = [(SelectionCoordinator, "run", "selection (phase 2)"), (SelectionReport, "save", "of which report")]
 
 
-def wrap(owner, name: str, label: str) -> None:
-    static = isinstance(inspect.getattr_static(owner, name), staticmethod)
-    original = getattr(owner, name)
-
-    @functools.wraps(original)
-    def timed(*a, **k):
-        start = time.perf_counter()
-        try:
-            return original(*a, **k)
-        finally:
-            PARTS[label] += time.perf_counter() - start
-
-    setattr(owner, name, staticmethod(timed) if static else timed)
-
-
 def main() -> None:
-    for owner, name, label in ADDED + INSIDE:
-        wrap(owner, name, label)
+    time_parts(ADDED + INSIDE)
     start = time.perf_counter()
     code = select_main(sys.argv[1:])
     total = time.perf_counter() - start

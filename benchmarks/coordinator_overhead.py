@@ -17,8 +17,6 @@ step: the report, its plot and the winner's save, which runs on a worker thread 
 from __future__ import annotations
 
 import argparse
-import collections
-import functools
 import statistics
 import sys
 import tempfile
@@ -29,6 +27,7 @@ import transformers as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
 from hf_twophase.candidates import Candidate, accuracy, prepare  # noqa: E402
 from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
 from hf_twophase.proxy.data import detect_columns  # noqa: E402
@@ -65,7 +64,6 @@ def plain(names, steps, stage, budget, train, ev, folder) -> float:
     return time.perf_counter() - start
 
 
-PARTS: collections.Counter = collections.Counter()
 TIMED = [  # (owner, method, label)
     (tf.Trainer, "training_step", "training_step"), (SelectionReport, "save", "report (with plot)"),
     (SelectionReport, "plot", "plot"), (SelectionCoordinator, "_free", "free pruned"),
@@ -73,22 +71,6 @@ TIMED = [  # (owner, method, label)
     (DirectorySelectionState, "_write_report", "state"),
     (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
 ]
-
-
-def time_parts() -> None:
-    """Wrap the pieces in TIMED so that every call adds its wall time to PARTS[label]."""
-    for owner, name, label in TIMED:
-        original = getattr(owner, name)
-
-        @functools.wraps(original)
-        def timed(*a, _original=original, _label=label, **k):
-            start = time.perf_counter()
-            try:
-                return _original(*a, **k)
-            finally:
-                PARTS[_label] += time.perf_counter() - start
-
-        setattr(owner, name, timed)
 
 
 def main() -> None:
@@ -106,7 +88,7 @@ def main() -> None:
     parser.add_argument("--parts", action="store_true", help="also time the pieces the coordinator adds")
     args = parser.parse_args()
     if args.parts:
-        time_parts()
+        time_parts(TIMED)
     global CUDA, BATCH
     CUDA, BATCH = args.device == "cuda", args.batch_size
     work = Path(tempfile.mkdtemp())

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +65,16 @@ def mark_complete(folder: str | Path) -> None:
     folder = Path(folder)
     (folder / COMPLETE_MARKER).touch()
     step = _step(folder)
-    for sibling in folder.parent.glob("checkpoint-*"):
-        if sibling != folder and _step(sibling) is not None and _step(sibling) < step:
+    for sibling in folder.parent.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        older = _step(sibling)
+        if sibling != folder and older is not None and older < step:
             shutil.rmtree(sibling, ignore_errors=True)
 
 
 def latest_complete(folder: str | Path) -> Path | None:
     """The newest checkpoint under `folder` that carries the marker; None if there is none."""
-    found = [p for p in Path(folder).glob("checkpoint-*") if _step(p) is not None and (p / COMPLETE_MARKER).is_file()]
+    found = [p for p in Path(folder).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+             if _step(p) is not None and (p / COMPLETE_MARKER).is_file()]
     return max(found, key=_step) if found else None
 
 
@@ -149,7 +152,7 @@ class BackgroundCheckpointTrainer(Trainer):
         return True
 
     def _save_checkpoint(self, model, trial) -> None:
-        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if not self._in_background():
             super()._save_checkpoint(model, trial)
             if self.args.should_save:

@@ -30,6 +30,12 @@ from .selection_state import SelectionState, Verdict
 logger = logging.getLogger(__name__)
 
 
+def several_ranks() -> bool:
+    """Whether this process is one of several in an initialised process group (torchrun, accelerate launch)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
+
+
 def _move_optimizer_state(optimizer, device: torch.device) -> None:
     if optimizer is None:
         return
@@ -162,8 +168,7 @@ class FineSelectionCallback(TrainerCallback):
         """Every rank must act alike: rank 0 decides and broadcasts (transformers #18609)."""
         if self.board is not None:
             return self.board.wait(self.candidate, step)
-        if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:
+        if several_ranks():
             box = [self.selection.verdict(self.candidate, step) if torch.distributed.get_rank() == 0 else None]
             torch.distributed.broadcast_object_list(box, src=0)
             return box[0]

@@ -32,7 +32,7 @@ import torch
 from transformers import TrainerCallback
 
 from .background_checkpoints import BackgroundCheckpointTrainer, CheckpointWriter, latest_complete
-from .callback import FineSelectionCallback
+from .callback import FineSelectionCallback, several_ranks
 from .candidates import Candidate, CandidateError, Prepared, accuracy, prepare, save_trained
 from .errors import SelectionError
 from .policies import SelectionPolicy, StageSchedule, SuccessiveHalving
@@ -128,8 +128,7 @@ class VerdictBoard:
 
 def _broadcast(obj: Any) -> Any:
     """Rank 0's object on every rank (identity when not distributed)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized() \
-            and torch.distributed.get_world_size() > 1:
+    if several_ranks():
         box = [obj if torch.distributed.get_rank() == 0 else None]
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
@@ -455,8 +454,7 @@ class SelectionCoordinator:
                                  winner_score=reports.get(self.budget, {}).get(winner))
         slot = slots[winner]
         winner_dir = self.output_dir / "winner"
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized() \
-            and torch.distributed.get_world_size() > 1
+        distributed = several_ranks()
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             # writing the weights releases the GIL: the report and its plot are drawn meanwhile. Under several
             # ranks the save stays on this thread, with the ranks' own order of work.
