@@ -6,7 +6,11 @@ state, host/device moves), the shared state on disk, decisions, the report and (
 checkpoint per live candidate per stage.
 
     python benchmarks/coordinator_overhead.py [--candidates 4] [--budget 60] [--stage 15] [--repeats 3] [--parts]
-        [--save-stages [--background-checkpoints auto|on|off]]
+        [--save-stages [--background-checkpoints auto|on|off] [--plain-saves]]
+
+With --plain-saves, the plain Trainers also write a checkpoint at every (candidate, step) where the coordinator
+wrote one (same Trainer checkpoint code, older ones rotated away): what a user of plain Trainers pays to be
+able to resume, so the difference left is the coordinator's own work.
 
 With --parts, each repeat also prints the seconds spent in the pieces the coordinator adds (report, plot,
 freeing pruned candidates, saving the winner, the shared state), in its finish (everything after the last
@@ -37,29 +41,46 @@ from tests.coordinator_helpers import make_candidates, make_data, training_args 
 
 
 class StopAt(tf.TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, save_at: frozenset = frozenset()):
+        self.step, self.save_at = step, save_at
 
     def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.save_at:
+            control.should_save = True
         if state.global_step >= self.step:
             control.should_training_stop = True
+
+
+SAVED: set = set()  # (candidate folder name, step) of every checkpoint the coordinator wrote
+
+
+def _record_saves() -> None:
+    original = tf.Trainer._save_checkpoint
+
+    def recorded(self, model, trial):
+        SAVED.add((Path(self.args.output_dir).name, self.state.global_step))
+        return original(self, model, trial)
+
+    tf.Trainer._save_checkpoint = recorded
 
 
 CUDA = False
 BATCH = 16
 
 
-def plain(names, steps, stage, budget, train, ev, folder) -> float:
+def plain(names, steps, stage, budget, train, ev, folder, saves=frozenset()) -> float:
     columns = detect_columns(train)
     start = time.perf_counter()
     for name in names:
         p = prepare(Candidate.of(name), train, ev, columns)
+        save_at = frozenset(step for who, step in saves if who == name.replace("/", "--"))
         args = training_args(folder / Path(name).name, max_steps=budget, eval_strategy="steps", eval_steps=stage,
-                             save_strategy="no", logging_steps=stage, use_cpu=not CUDA,
+                             save_strategy="no", save_total_limit=1, logging_steps=stage, use_cpu=not CUDA,
                              per_device_train_batch_size=BATCH)
         trainer = tf.Trainer(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
                              data_collator=p.data_collator, compute_metrics=accuracy,
-                             callbacks=[StopAt(steps[name])])
+                             processing_class=p.processing if p.kind == "text-classifier" else None,
+                             callbacks=[StopAt(steps[name], save_at)])
         trainer.train()
     return time.perf_counter() - start
 
@@ -68,7 +89,7 @@ TIMED = [  # (owner, method, label)
     (tf.Trainer, "training_step", "training_step"), (SelectionReport, "save", "report (with plot)"),
     (SelectionReport, "plot", "plot"), (SelectionCoordinator, "_free", "free pruned"),
     (SelectionCoordinator, "_save_winner", "save winner"), (SelectionCoordinator, "_finish", "finish"),
-    (DirectorySelectionState, "_write_report", "state"),
+    (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (DirectorySelectionState, "_write_report", "state"),
     (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
 ]
 
@@ -82,13 +103,18 @@ def main() -> None:
     parser.add_argument("--save-stages", action="store_true")
     parser.add_argument("--background-checkpoints", choices=["auto", "on", "off"], default="auto",
                         help="with --save-stages: write them behind the training (auto: on an accelerator only)")
+    parser.add_argument("--plain-saves", action="store_true",
+                        help="with --save-stages: the plain Trainers write the same checkpoints")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--parts", action="store_true", help="also time the pieces the coordinator adds")
     args = parser.parse_args()
+    if args.plain_saves and not args.save_stages:
+        parser.error("--plain-saves compares against the coordinator's stage checkpoints: add --save-stages")
     if args.parts:
         time_parts(TIMED)
+    _record_saves()
     global CUDA, BATCH
     CUDA, BATCH = args.device == "cuda", args.batch_size
     work = Path(tempfile.mkdtemp())
@@ -107,9 +133,10 @@ def main() -> None:
         return time.perf_counter() - start, {c.name: c.steps_trained for c in result.report.candidates}
 
     _, steps = coordinate(-1)  # warm-up: imports, allocator and caches, so repeat 0 is not an outlier
+    saves = frozenset(SAVED) if args.plain_saves else frozenset()  # the same decisions every repeat (fixed seed)
     def timed_plain(r: int, steps: dict[str, int]) -> tuple[float, dict]:
         PARTS.clear()
-        return plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}"), dict(PARTS)
+        return plain(names, steps, args.stage, args.budget, train, ev, work / f"plain{r}", saves), dict(PARTS)
 
     def timed_coordinator(r: int) -> tuple[float, dict[str, int], dict]:
         PARTS.clear()
@@ -125,7 +152,8 @@ def main() -> None:
             baseline, plain_parts = timed_plain(r, steps)
         if args.parts:
             print(f"  parts, coordinator: {', '.join(f'{k} {v:.3f} s' for k, v in sorted(coordinator_parts.items()))}"
-                  f"; plain Trainers: training_step {plain_parts.get('training_step', 0.0):.3f} s")
+                  f"; plain Trainers: training_step {plain_parts.get('training_step', 0.0):.3f} s, "
+                  f"stage checkpoints {plain_parts.get('stage checkpoints', 0.0):.3f} s")
         rows.append((coordinated, baseline, sum(steps.values())))
         print(f"repeat {r}: coordinator {coordinated:.2f} s, plain Trainers {baseline:.2f} s, "
               f"{sum(steps.values())} candidate-steps, overhead {100 * (coordinated - baseline) / coordinated:.1f}%")
@@ -133,7 +161,7 @@ def main() -> None:
     b = statistics.median(x[1] for x in rows)
     print(f"median: coordinator {c:.2f} s, plain {b:.2f} s, overhead {100 * (c - b) / c:.1f}% "
           f"(device={args.device}, save_stages={args.save_stages}, "
-          f"background_checkpoints={args.background_checkpoints})")
+          f"background_checkpoints={args.background_checkpoints}, plain_saves={args.plain_saves})")
     if len(rows) > 1:  # repeats are paired (same machine state, alternating order): differences are less noisy
         paired = [100 * (x[0] - x[1]) / x[0] for x in rows]
         error = statistics.stdev(paired) / len(paired) ** 0.5

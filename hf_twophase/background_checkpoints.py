@@ -11,6 +11,8 @@ release the GIL while they write).
 Crash safety does not depend on the timing: a checkpoint counts only once its marker file exists, written after
 everything else in it, and the candidate's older checkpoints are removed only then. A crash at any moment leaves
 the previous complete checkpoint in place.
+
+The checkpoint at the end of the budget leaves out the optimizer and scheduler state: nothing trains after it.
 """
 
 from __future__ import annotations
@@ -173,6 +175,11 @@ class BackgroundCheckpointTrainer(Trainer):
         self._writer.submit(self._writer_key, super()._save, output_dir, snapshot)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if self.state.global_step >= self.state.max_steps > 0:
+            # The checkpoint at the end of the budget: no step is left to take, so a resume needs only the
+            # weights, the RNG and the Trainer state (the Trainer skips optimizer and scheduler files that are not
+            # there). The optimizer state is two Adam moments per parameter, two thirds of a checkpoint's bytes.
+            return
         if not self._deferring:
             return super()._save_optimizer_and_scheduler(output_dir)
         from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME

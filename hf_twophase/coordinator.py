@@ -330,8 +330,10 @@ class SelectionCoordinator:
         name = slot.candidate.name
         try:
             prior = state.run_so_far()
-            if resume and name not in prior.alive and prior.decisions:
-                gate.finish(name)  # already pruned in the run we resume
+            if resume and name not in prior.alive and prior.decisions:  # already pruned in the run we resume
+                reported = [step for step, by in state._effective(state._read_reports()).items() if name in by]
+                slot.steps = max(reported, default=0)  # it trained up to the stage it stopped at: the report counts it
+                gate.finish(name)
                 return
             gate.acquire(name)
             began = time.perf_counter()
@@ -354,7 +356,10 @@ class SelectionCoordinator:
                 for step, by_candidate in state._effective(state._read_reports()).items():
                     if name in by_candidate and step <= done:  # stages already reported before the crash
                         slot.callback.curve[step] = by_candidate[name]
-            slot.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            if checkpoint is not None and done >= self.budget:
+                self._restore_finished(slot.trainer, checkpoint)
+            else:
+                slot.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             slot.steps = int(slot.trainer.state.global_step)
             slot.seconds = time.perf_counter() - began
             if self._bar is not None and slot.steps < self.budget:
@@ -400,6 +405,19 @@ class SelectionCoordinator:
 
             trainer.remove_callback(PrinterCallback)  # the shared bar replaces the per-Trainer log lines
         return trainer
+
+    @staticmethod
+    def _restore_finished(trainer, checkpoint: Path) -> None:
+        """Load a candidate that had trained its whole budget before the crash, without calling `train`.
+
+        Resumed from its last checkpoint, `Trainer.train` would take one step beyond `max_steps` whenever the budget
+        is not a whole number of epochs (it skips the epoch's first batches and steps before it checks the budget).
+        """
+        from transformers.trainer import TRAINER_STATE_NAME
+        from transformers.trainer_callback import TrainerState
+
+        trainer._load_from_checkpoint(str(checkpoint))
+        trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
 
     def _stage_ends(self) -> list[int]:
         return self.policy_factory().schedule.ends(self.budget)

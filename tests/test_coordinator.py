@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 import transformers as tf
 
@@ -110,6 +111,21 @@ def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candi
                              stage_steps=10).run()
     report = json.loads((tmp_path / "out" / "report.json").read_text())  # the selection's story is not lost
     assert report["winner"] in candidates[:2] and (tmp_path / "out" / "curves.png").is_file()
+    # the checkpoint at the end of the budget holds no optimizer state (nothing trains after it) and is enough to
+    # resume: the winner is saved without training a single step again
+    last = tmp_path / "out" / "candidates" / report["winner"].replace("/", "--") / "checkpoint-20"
+    assert (last / COMPLETE_MARKER).is_file() and (last / "model.safetensors").is_file()
+    pass  # TEMP
+    monkeypatch.undo()
+    steps, original_step = [], tf.Trainer.training_step
+    monkeypatch.setattr(tf.Trainer, "training_step", lambda *a, **k: steps.append(1) or original_step(*a, **k))
+    result = SelectionCoordinator(candidates[:2], train, ev, training_args(tmp_path / "out", max_steps=20),
+                                  stage_steps=10).run(resume=True)
+    assert steps == [] and result.winner == report["winner"]
+    assert {c.name: c.steps_trained for c in result.report.candidates} == {c["name"]: c["steps_trained"]
+                                                                             for c in report["candidates"]}
+    saved = safetensors.torch.load_file(tmp_path / "out" / "winner" / "model.safetensors")
+    assert all(torch.equal(v, saved[k]) for k, v in safetensors.torch.load_file(last / "model.safetensors").items())
 
 
 def test_bad_input_fails_before_training(tmp_path, candidates, data):
@@ -158,8 +174,9 @@ def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data, ba
     a = json.loads((straight / "report.json").read_text())
     b = json.loads((crashed / "report.json").read_text())
     assert a["winner"] == b["winner"]
-    assert a["candidates"] == [dict(c, seconds=x["seconds"], steps_trained=x["steps_trained"])
-                               for c, x in zip(b["candidates"], a["candidates"], strict=True)]
+    assert a["candidates"] == [dict(c, seconds=x["seconds"]) for c, x in zip(b["candidates"], a["candidates"],
+                                                                            strict=True)]
+    assert a["steps_spent"] == b["steps_spent"]  # the stages trained before the crash count
     wa = tf.AutoModelForSequenceClassification.from_pretrained(straight / "winner").state_dict()
     wb = tf.AutoModelForSequenceClassification.from_pretrained(crashed / "winner").state_dict()
     for key in wa:
