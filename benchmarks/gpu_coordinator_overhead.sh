@@ -12,3 +12,6 @@ for mode in auto off; do
   python3 benchmarks/coordinator_overhead.py --device cuda --layers 4 --batch-size 64 --budget 200 --stage 50 \
     --repeats 3 --save-stages --background-checkpoints $mode 2>&1 | grep -E "^median|^paired|Error|error" | tail -4
 done
+# the coordinator's own work once plain Trainers write the same checkpoints
+python3 benchmarks/coordinator_overhead.py --device cuda --layers 4 --batch-size 64 --budget 200 --stage 50 \
+  --repeats 3 --save-stages --plain-saves 2>&1 | grep -E "^median|^paired|Error|error" | tail -4
