@@ -115,7 +115,7 @@ def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candi
     # resume: the winner is saved without training a single step again
     last = tmp_path / "out" / "candidates" / report["winner"].replace("/", "--") / "checkpoint-20"
     assert (last / COMPLETE_MARKER).is_file() and (last / "model.safetensors").is_file()
-    pass  # TEMP
+    assert not (last / "optimizer.pt").exists() and not (last / "scheduler.pt").exists()
     monkeypatch.undo()
     steps, original_step = [], tf.Trainer.training_step
     monkeypatch.setattr(tf.Trainer, "training_step", lambda *a, **k: steps.append(1) or original_step(*a, **k))
