@@ -14,8 +14,8 @@ able to resume, so the difference left is the coordinator's own work.
 
 With --parts, each repeat also prints the seconds spent in the pieces the coordinator adds (report, plot,
 freeing pruned candidates, saving the winner, the shared state), in its finish (everything after the last
-step: the report, its plot and the winner's save, which runs on a worker thread meanwhile) and in
-`Trainer.training_step` on both sides.
+step: the report, its plot and the winner's save, which runs on a worker thread meanwhile), and on both sides in
+`Trainer.training_step` and in stage checkpoints (the part written on the training's own thread).
 """
 
 from __future__ import annotations
