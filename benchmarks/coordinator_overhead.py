@@ -114,7 +114,8 @@ def main() -> None:
         parser.error("--plain-saves compares against the coordinator's stage checkpoints: add --save-stages")
     if args.parts:
         time_parts(TIMED)
-    _record_saves()
+    if args.plain_saves:
+        _record_saves()
     global CUDA, BATCH
     CUDA, BATCH = args.device == "cuda", args.batch_size
     work = Path(tempfile.mkdtemp())

@@ -311,8 +311,7 @@ class SelectionCoordinator:
                     gate.run_turn(n)
                 asked = {n: slots[n].callback.pending_step for n in pending
                          if slots[n].callback is not None and slots[n].callback.pending_step is not None}
-                rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
-                    torch.distributed.get_rank() == 0
+                rank0 = not several_ranks() or torch.distributed.get_rank() == 0
                 verdicts = {(n, s): state.verdict(n, s) for n, s in asked.items()} if rank0 else None
                 board.publish(_broadcast(verdicts))
             for name, exc in self._writer.wait_all().items():  # only resume needs them: a warning, not a failure
@@ -331,7 +330,7 @@ class SelectionCoordinator:
         try:
             prior = state.run_so_far()
             if resume and name not in prior.alive and prior.decisions:  # already pruned in the run we resume
-                reported = [step for step, by in state._effective(state._read_reports()).items() if name in by]
+                reported = [step for step, by in state.reports(include_dropped=True).items() if name in by]
                 slot.steps = max(reported, default=0)  # it trained up to the stage it stopped at: the report counts it
                 gate.finish(name)
                 return
@@ -353,7 +352,7 @@ class SelectionCoordinator:
             checkpoint = self._latest_checkpoint(slot) if resume else None
             if checkpoint is not None:
                 done = int(checkpoint.name.split("-")[-1])
-                for step, by_candidate in state._effective(state._read_reports()).items():
+                for step, by_candidate in state.reports().items():
                     if name in by_candidate and step <= done:  # stages already reported before the crash
                         slot.callback.curve[step] = by_candidate[name]
             if checkpoint is not None and done >= self.budget:
@@ -446,7 +445,7 @@ class SelectionCoordinator:
     # ---------------------------------------------------------------- the end
     def _finish(self, slots: dict[str, _Slot], state: SelectionState, seconds: float) -> SelectionResult:
         run = state.run_so_far()
-        reports = state._effective(state._read_reports())
+        reports = state.reports()
         dropped = state._read_dropped()
         winner = run.winner if run.winner and slots[run.winner].trainer is not None else None
         out = []

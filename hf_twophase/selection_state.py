@@ -117,6 +117,12 @@ class SelectionState:
             self._write_dropped(candidate, reason)
             self._cond.notify_all()
 
+    def reports(self, *, include_dropped: bool = False) -> dict[int, dict[str, float]]:
+        """Every value reported so far, by stage end and then candidate; a resumed coordinator rebuilds its curves
+        and step counts from them. Dropped candidates' values are left out unless asked for: no decision uses them."""
+        reports = self._read_reports()
+        return reports if include_dropped else self._effective(reports)
+
     def _effective(self, reports: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
         dropped = self._read_dropped()
         return {s: {c: v for c, v in r.items() if c not in dropped} for s, r in reports.items()}
