@@ -12,7 +12,9 @@ Crash safety does not depend on the timing: a checkpoint counts only once its ma
 everything else in it, and the candidate's older checkpoints are removed only then. A crash at any moment leaves
 the previous complete checkpoint in place.
 
-The checkpoint at the end of the budget leaves out the optimizer and scheduler state: nothing trains after it.
+The checkpoint at the end of the budget leaves out the optimizer and scheduler state: nothing trains after it. No
+stage checkpoint holds the tokenizer: a resume loads it from the candidate itself, and the winner's own folder gets
+it when the winner is saved.
 """
 
 from __future__ import annotations
@@ -123,6 +125,25 @@ class CheckpointWriter:
         self._pool.shutdown(wait=True)
 
 
+class _WithoutProcessing:
+    """The Trainer as `Trainer._save` sees it when writing a stage checkpoint: the same in all but its tokenizer.
+
+    `Trainer._save` writes the `processing_class`, or else the data collator's tokenizer, next to the weights. A
+    stage checkpoint is only a resume point, and resuming reads neither (a large vocabulary's tokenizer files weigh
+    megabytes, rewritten at every stage). Hiding them on a view rather than on the Trainer itself leaves the
+    training, which goes on using the collator while a background write runs, untouched.
+    """
+
+    processing_class = None
+    data_collator = None
+
+    def __init__(self, trainer: Trainer) -> None:
+        self._trainer = trainer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trainer, name)
+
+
 class BackgroundCheckpointTrainer(Trainer):
     """A `Trainer` whose checkpoints are written by a `CheckpointWriter` while it trains on.
 
@@ -143,6 +164,7 @@ class BackgroundCheckpointTrainer(Trainer):
         self._writer, self._writer_key = checkpoint_writer, writer_key
         self._background = background
         self._deferring = False
+        self._in_checkpoint = False
 
     def _in_background(self) -> bool:
         if self._background is False or self.args.world_size != 1 or self.is_deepspeed_enabled \
@@ -155,6 +177,13 @@ class BackgroundCheckpointTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial) -> None:
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        self._in_checkpoint = True
+        try:
+            self._write_checkpoint(model, trial, folder)
+        finally:
+            self._in_checkpoint = False
+
+    def _write_checkpoint(self, model, trial, folder: str) -> None:
         if not self._in_background():
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
@@ -169,10 +198,11 @@ class BackgroundCheckpointTrainer(Trainer):
         self._writer.submit(self._writer_key, mark_complete, folder)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        trainer = _WithoutProcessing(self) if self._in_checkpoint else self  # the winner's own save keeps it
         if not self._deferring:
-            return super()._save(output_dir, state_dict)
+            return Trainer._save(trainer, output_dir, state_dict)
         snapshot = host_copy(self.model.state_dict() if state_dict is None else state_dict)
-        self._writer.submit(self._writer_key, super()._save, output_dir, snapshot)
+        self._writer.submit(self._writer_key, Trainer._save, trainer, output_dir, snapshot)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         if self.state.global_step >= self.state.max_steps > 0:

@@ -135,15 +135,23 @@ class FineSelectionCallback(TrainerCallback):
                                  f"({', '.join(sorted(metrics))}); pass metric=... or compute_metrics to the Trainer")
         value = float(metrics[self.metric])
         value = value if self.greater_is_better else -value
-        self.curve[step] = value
+        eval_loss = float(metrics.get("eval_loss", 0.0))
+        reason = None
         if self._nan_loss_at is not None:
-            value = float("nan")
-            self.curve[step] = value
-            self.selection.drop(self.candidate, f"training loss became NaN at step {self._nan_loss_at}")
+            reason = f"training loss became NaN at step {self._nan_loss_at}"
+        elif not math.isfinite(eval_loss):
+            # the Trainer logs a NaN training loss as the running mean (logging_nan_inf_filter, on by default),
+            # and an argmax metric such as accuracy still looks like a number: the validation loss tells
+            reason = f"validation loss is {eval_loss} at step {step}: the weights diverged"
         elif math.isnan(value):
-            self.selection.drop(self.candidate, f"metric {self.metric} is NaN at step {step}")
-        else:
-            self.selection.report(self.candidate, step, value)
+            reason = f"metric {self.metric} is NaN at step {step}"
+        if reason is not None:
+            value = float("nan")
+            self.selection.drop(self.candidate, reason)
+        self.curve[step] = value
+        # dropped first, so no decision ever weighs a NaN; the value is still recorded: a resumed selection counts
+        # the steps a dropped candidate trained from the stages it reported
+        self.selection.report(self.candidate, step, value)
         self.pending_step = step
         self._release(model, optimizer)
         verdict = self._decide(step)

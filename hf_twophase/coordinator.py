@@ -446,7 +446,7 @@ class SelectionCoordinator:
     def _finish(self, slots: dict[str, _Slot], state: SelectionState, seconds: float) -> SelectionResult:
         run = state.run_so_far()
         reports = state.reports()
-        dropped = state._read_dropped()
+        dropped = state.dropped()
         winner = run.winner if run.winner and slots[run.winner].trainer is not None else None
         out = []
         for name, slot in slots.items():

@@ -123,6 +123,10 @@ class SelectionState:
         reports = self._read_reports()
         return reports if include_dropped else self._effective(reports)
 
+    def dropped(self) -> dict[str, str]:
+        """The candidates that left the selection (load error, NaN), each with its reason, for the report."""
+        return dict(self._read_dropped())
+
     def _effective(self, reports: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
         dropped = self._read_dropped()
         return {s: {c: v for c, v in r.items() if c not in dropped} for s, r in reports.items()}

@@ -59,6 +59,8 @@ def test_async_state_judges_each_stage_among_those_that_reached_it(tmp_path):
     assert state.verdict("c", 10).go_on
     state.drop("c", "loss became NaN")
     assert not state.verdict("c", 20).go_on
+    assert state.dropped() == {"c": "loss became NaN"}  # what the report says of it
+    assert "c" not in state.reports()[10] and state.reports(include_dropped=True)[10]["c"] == 0.8
 
 
 def test_unknown_candidate_and_mode(tmp_path):

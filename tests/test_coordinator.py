@@ -98,6 +98,24 @@ def test_failed_candidates_are_dropped_and_the_rest_go_on(tmp_path, candidates, 
         SelectionCoordinator([missing], train, ev, training_args(tmp_path / "none"), stage_steps=10).run()
 
 
+def test_a_candidate_whose_loss_becomes_nan_is_dropped_and_counted_on_resume(tmp_path, candidates, data):
+    train, ev = data
+    model = tf.AutoModelForSequenceClassification.from_pretrained(candidates[0])
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))  # every loss from the first step on is NaN
+    diverging = Candidate("diverging", model, tokenizer=tf.AutoTokenizer.from_pretrained(candidates[0]))
+    args = training_args(tmp_path / "out", max_steps=30)
+    result = SelectionCoordinator([diverging, *candidates[1:3]], train, ev, args, stage_steps=10).run()
+    dropped = next(c for c in result.report.candidates if c.name == "diverging")
+    assert dropped.status == "dropped" and "validation loss is nan at step 10" in dropped.reason
+    assert dropped.steps_trained == 10 and dropped.curve == {}  # stopped at the first stage end; no score to plot
+    assert result.winner in candidates[1:3]
+    # resumed after the end, the report tells the same story: the dropped candidate's stage is still counted
+    again = SelectionCoordinator([diverging, *candidates[1:3]], train, ev, args, stage_steps=10).run(resume=True)
+    assert [(c.name, c.status, c.steps_trained) for c in again.report.candidates] == [
+        (c.name, c.status, c.steps_trained) for c in result.report.candidates]
+
+
 def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candidates, data, monkeypatch):
     """The winner is saved on a worker thread while the report is drawn: its failure must still surface."""
     train, ev = data
@@ -116,6 +134,7 @@ def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candi
     last = tmp_path / "out" / "candidates" / report["winner"].replace("/", "--") / "checkpoint-20"
     assert (last / COMPLETE_MARKER).is_file() and (last / "model.safetensors").is_file()
     assert not (last / "optimizer.pt").exists() and not (last / "scheduler.pt").exists()
+    assert not (last / "tokenizer.json").exists()  # a resume loads the tokenizer from the candidate itself
     monkeypatch.undo()
     steps, original_step = [], tf.Trainer.training_step
     monkeypatch.setattr(tf.Trainer, "training_step", lambda *a, **k: steps.append(1) or original_step(*a, **k))
@@ -125,6 +144,7 @@ def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candi
     assert {c.name: c.steps_trained for c in result.report.candidates} == {c["name"]: c["steps_trained"]
                                                                              for c in report["candidates"]}
     saved = safetensors.torch.load_file(tmp_path / "out" / "winner" / "model.safetensors")
+    assert (tmp_path / "out" / "winner" / "tokenizer.json").is_file()  # the winner's folder does get it
     assert all(torch.equal(v, saved[k]) for k, v in safetensors.torch.load_file(last / "model.safetensors").items())
 
 
