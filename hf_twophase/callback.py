@@ -66,6 +66,7 @@ class FineSelectionCallback(TrainerCallback):
         self._holding = False
         self._nan_loss_at: int | None = None
         self._pre_eval_rng: dict | None = None
+        self._dropped_because: str | None = None
 
     # ---------------------------------------------------------------- gate (coordinator only)
     def mark_holding(self) -> None:
@@ -147,6 +148,7 @@ class FineSelectionCallback(TrainerCallback):
             reason = f"metric {self.metric} is NaN at step {step}"
         if reason is not None:
             value = float("nan")
+            self._dropped_because = reason
             self.selection.drop(self.candidate, reason)
         self.curve[step] = value
         # dropped first, so no decision ever weighs a NaN; the value is still recorded: a resumed selection counts
@@ -180,6 +182,6 @@ class FineSelectionCallback(TrainerCallback):
             box = [self.selection.verdict(self.candidate, step) if torch.distributed.get_rank() == 0 else None]
             torch.distributed.broadcast_object_list(box, src=0)
             return box[0]
-        if math.isnan(self.curve[step]):
-            return Verdict(False, "dropped: metric is NaN")
+        if self._dropped_because is not None:
+            return Verdict(False, f"dropped: {self._dropped_because}")
         return self.selection.verdict(self.candidate, step)

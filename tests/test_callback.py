@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+import torch
 import transformers as tf
 
 from hf_twophase import SelectionError, StageSchedule, SuccessiveHalving
@@ -98,3 +99,21 @@ def test_callback_in_plain_trainers_run_one_after_another(tmp_path):
         tf.Trainer(model=p.model, args=training_args(tmp_path / "x", max_steps=25), train_dataset=p.train_dataset,
                    eval_dataset=p.eval_dataset, data_collator=p.data_collator, compute_metrics=accuracy,
                    callbacks=[FineSelectionCallback(state, names[0])]).train()
+
+
+@pytest.mark.slow
+def test_callback_stops_a_plain_trainer_whose_weights_diverge(tmp_path):
+    name = make_candidates(tmp_path / "cands", hidden=(16,))[0]
+    train, ev = make_data(128, 0), make_data(32, 1)
+    p = prepare(Candidate.of(name), train, ev, detect_columns(train))
+    with torch.no_grad():
+        p.model.classifier.weight.fill_(float("nan"))  # the training loss is NaN at every step, logged as a number
+    state = SelectionState(_sh(), [name, "other"], 40, mode="async")
+    callback = FineSelectionCallback(state, name)
+    trainer = tf.Trainer(model=p.model, args=training_args(tmp_path / "out", max_steps=40),
+                         train_dataset=p.train_dataset, eval_dataset=p.eval_dataset, data_collator=p.data_collator,
+                         compute_metrics=accuracy, callbacks=[callback])
+    trainer.train()
+    assert trainer.state.global_step == 10  # stopped at the first stage end
+    assert state.dropped() == {name: "validation loss is nan at step 10: the weights diverged"}
+    assert callback.verdicts[-1][1].reason == "dropped: validation loss is nan at step 10: the weights diverged"
