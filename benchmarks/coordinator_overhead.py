@@ -15,12 +15,14 @@ able to resume, so the difference left is the coordinator's own work.
 With --parts, each repeat also prints the seconds spent in the pieces the coordinator adds (report, plot,
 freeing pruned candidates, saving the winner, the shared state), in its finish (everything after the last
 step: the report, its plot and the winner's save, which runs on a worker thread meanwhile), and on both sides in
-`Trainer.training_step` and in stage checkpoints (the part written on the training's own thread).
+`Trainer.training_step`, in stage checkpoints (the part written on the training's own thread) and in the full
+`gc.collect()` the Trainer runs at the start of every `train`.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -91,6 +93,7 @@ TIMED = [  # (owner, method, label)
     (SelectionCoordinator, "_save_winner", "save winner"), (SelectionCoordinator, "_finish", "finish"),
     (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (DirectorySelectionState, "_write_report", "state"),
     (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
+    (gc, "collect", "gc.collect"),  # the Trainer's own, at the start of every `train` (accelerator.free_memory)
 ]
 
 
@@ -153,7 +156,8 @@ def main() -> None:
             baseline, plain_parts = timed_plain(r, steps)
         if args.parts:
             print(f"  parts, coordinator: {', '.join(f'{k} {v:.3f} s' for k, v in sorted(coordinator_parts.items()))}"
-                  f"; plain Trainers: training_step {plain_parts.get('training_step', 0.0):.3f} s, "
+                  f"; plain Trainers: gc.collect {plain_parts.get('gc.collect', 0.0):.3f} s, "
+                  f"training_step {plain_parts.get('training_step', 0.0):.3f} s, "
                   f"stage checkpoints {plain_parts.get('stage checkpoints', 0.0):.3f} s")
         rows.append((coordinated, baseline, sum(steps.values())))
         print(f"repeat {r}: coordinator {coordinated:.2f} s, plain Trainers {baseline:.2f} s, "
