@@ -17,7 +17,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 from .errors import HFTwoPhaseError
 from .proxy.data import Columns
-from .proxy.models import _as_rgb, _is_timm_dir
+from .proxy.models import _as_rgb, _is_timm_dir, load_hint
 
 
 class CandidateError(HFTwoPhaseError, RuntimeError):
@@ -114,7 +114,8 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
         raise
     except Exception as exc:  # noqa: BLE001 - the selection goes on; the report keeps the reason
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise CandidateError(f"{candidate.name}: could not load: {type(exc).__name__}: {first}") from exc
+        hint = load_hint(exc, allow_pickle=allow_pickle)
+        raise CandidateError(f"{candidate.name}: could not load: {type(exc).__name__}: {first}{hint}") from exc
 
 
 def _load_packaged(candidate: Candidate, name: str, columns: Columns):

@@ -89,10 +89,17 @@ def test_selection_report_and_cleanup(tmp_path, candidates, data):
 def test_failed_candidates_are_dropped_and_the_rest_go_on(tmp_path, candidates, data):
     train, ev = data
     missing = str(tmp_path / "no-such-model")
-    result = SelectionCoordinator([missing, *candidates[:2]], train, ev, training_args(tmp_path / "out"),
-                                  stage_steps=10).run()
+    pickled = tmp_path / "pickle-only"  # weights as pytorch_model.bin: never unpickled unless the user allows it
+    model = tf.AutoModelForSequenceClassification.from_pretrained(candidates[0])
+    model.config.save_pretrained(pickled)
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    tf.AutoTokenizer.from_pretrained(candidates[0]).save_pretrained(pickled)
+    result = SelectionCoordinator([missing, str(pickled), *candidates[:2]], train, ev,
+                                  training_args(tmp_path / "out"), stage_steps=10).run()
     dropped = next(c for c in result.report.candidates if c.name == missing)
     assert dropped.status == "dropped" and "could not load" in dropped.reason and dropped.steps_trained == 0
+    unsafe = next(c for c in result.report.candidates if c.name == str(pickled))
+    assert unsafe.status == "dropped" and "pass allow_pickle=True" in unsafe.reason and unsafe.steps_trained == 0
     assert result.winner in candidates[:2]
     with pytest.raises(SelectionError, match="no candidate finished"):
         SelectionCoordinator([missing], train, ev, training_args(tmp_path / "none"), stage_steps=10).run()

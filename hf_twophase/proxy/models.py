@@ -70,6 +70,15 @@ def _timm_transform(model: torch.nn.Module):
     return timm.data.create_transform(**config)
 
 
+def load_hint(exc: BaseException, *, allow_pickle: bool) -> str:
+    """What the user can do about a load failure that our own safety defaults caused (empty if none did)."""
+    if "trust_remote_code" in str(exc):
+        return " (it needs custom code: pass trust_remote_code=True only if you trust this repository)"
+    if "safetensors" in str(exc).lower() and not allow_pickle:
+        return " (only pickled weights found? pass allow_pickle=True if you trust this checkpoint)"
+    return ""
+
+
 def _load_timm(spec: str, *, allow_pickle: bool) -> torch.nn.Module:
     import timm
 
@@ -112,11 +121,7 @@ def load_model(
     except HFTwoPhaseError:
         raise
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear error
-        hint = ""
-        if "safetensors" in str(exc).lower() and not allow_pickle:
-            hint = " (only pickled weights found? pass allow_pickle=True if you trust this checkpoint)"
-        if "trust_remote_code" in str(exc):
-            hint = " (it needs custom code: pass trust_remote_code=True only if you trust this repository)"
+        hint = load_hint(exc, allow_pickle=allow_pickle)
         raise ModelLoadError(
             f"could not load model '{spec}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             f"{hint}; expected a Hub model id, a local folder with config.json and weights, or a timm "
