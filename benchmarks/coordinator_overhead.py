@@ -9,8 +9,9 @@ checkpoint per live candidate per stage.
         [--save-stages [--background-checkpoints auto|on|off] [--plain-saves]]
 
 With --plain-saves, the plain Trainers also write a checkpoint at every (candidate, step) where the coordinator
-wrote one (same Trainer checkpoint code, older ones rotated away): what a user of plain Trainers pays to be
-able to resume, so the difference left is the coordinator's own work.
+wrote one (the stock Trainer's checkpoint code, older ones rotated away): what a user of plain Trainers pays to be
+able to resume, so the difference left is the coordinator's own work. The stock checkpoints also hold the
+tokenizer, which the coordinator's stage checkpoints leave out.
 
 With --parts, each repeat also prints the seconds spent in the pieces the coordinator adds (report, plot,
 freeing pruned candidates, saving the winner, the shared state), in its finish (everything after the last
