@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import copy
+import filecmp
 import logging
 import os
 import shutil
@@ -80,6 +81,37 @@ def latest_complete(folder: str | Path) -> Path | None:
     found = [p for p in Path(folder).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
              if _step(p) is not None and (p / COMPLETE_MARKER).is_file()]
     return max(found, key=_step) if found else None
+
+
+def share_identical_weights(saved: str | Path, checkpoint: str | Path | None) -> int:
+    """Store the weights that a saved model folder and a checkpoint both hold once: the checkpoint's copy becomes a
+    hard link to the saved one. Returns the bytes no longer stored twice.
+
+    The winner's last checkpoint stays as the resume point of a finished selection, next to the winner's own folder,
+    and for a transformers model both hold the very same `model.safetensors`. Only byte-identical files are linked,
+    each swapped in with an atomic rename, so the checkpoint is whole at every moment; a file system without hard
+    links keeps both copies. Whoever writes the saved folder again must first remove it (not write through the link).
+    """
+    if checkpoint is None:
+        return 0
+    shared = 0
+    for file in Path(saved).glob("*.safetensors"):
+        twin = Path(checkpoint) / file.name
+        if not twin.is_file() or twin.stat().st_size != file.stat().st_size or os.path.samefile(twin, file):
+            continue
+        if not filecmp.cmp(file, twin, shallow=False):
+            continue
+        link = twin.with_name(twin.name + ".link")
+        try:
+            link.unlink(missing_ok=True)
+            os.link(file, link)
+            os.replace(link, twin)
+        except OSError as exc:
+            link.unlink(missing_ok=True)
+            logger.info("could not hard-link %s to %s (%s); both copies stay", twin, file, exc)
+            continue
+        shared += file.stat().st_size
+    return shared
 
 
 def _step(folder: Path) -> int | None:

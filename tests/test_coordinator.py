@@ -82,8 +82,19 @@ def test_selection_report_and_cleanup(tmp_path, candidates, data):
     assert reloaded.config.num_labels == 2 and (Path(files["winner"]) / "tokenizer.json").is_file()
     left = [p.name for p in (tmp_path / "out" / "candidates").iterdir()]
     assert left == [result.winner.replace("/", "--")]  # pruned candidates freed their checkpoints at once
+    # the winner's last checkpoint, kept as the resume point, shares the winner's weights file: stored once
+    weights, resume_point = Path(files["winner"]) / "model.safetensors", tmp_path / "out" / "candidates" / left[0]
+    last = resume_point / "checkpoint-40" / "model.safetensors"
+    assert os.path.samefile(weights, last) and os.stat(last).st_nlink == 2
     with pytest.raises(SelectionError, match="resume=True"):
         SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"), stage_steps=10).run()
+    # resumed when already finished, the winner is saved again without writing through the link into the checkpoint
+    before = os.stat(last).st_ino
+    again = SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"), stage_steps=10).run(
+        resume=True)
+    assert again.winner == result.winner and os.stat(last).st_ino != before and os.path.samefile(weights, last)
+    saved, trained = safetensors.torch.load_file(last), _weights(result.model)
+    assert saved and all(torch.equal(v, trained[k]) for k, v in saved.items())  # still the winner's weights, whole
 
 
 def test_failed_candidates_are_dropped_and_the_rest_go_on(tmp_path, candidates, data):
