@@ -82,18 +82,17 @@ def latest_complete(folder: str | Path) -> Path | None:
     return max(found, key=_step) if found else None
 
 
-def share_identical_weights(saved: str | Path, checkpoint: str | Path | None) -> int:
+def share_identical_weights(saved: str | Path, checkpoint: str | Path | None) -> None:
     """Store the weights that a saved model folder and a checkpoint both hold once: the checkpoint's copy becomes a
-    hard link to the saved one. Returns the bytes no longer stored twice.
+    hard link to the saved one.
 
     The winner's last checkpoint stays as the resume point of a finished selection, next to the winner's own folder,
     and for a transformers model both hold the very same `model.safetensors`. Only byte-identical files are linked,
     each swapped in with an atomic rename, so the checkpoint is whole at every moment; a file system without hard
-    links keeps both copies. Whoever writes the saved folder again must first remove it (not write through the link).
+    links keeps both copies. Before the saved folder is written again, `unshare_weights` takes the links out.
     """
     if checkpoint is None:
-        return 0
-    shared = 0
+        return
     for file in Path(saved).glob("*.safetensors"):
         twin = Path(checkpoint) / file.name
         if not twin.is_file() or twin.stat().st_size != file.stat().st_size or os.path.samefile(twin, file):
@@ -108,9 +107,14 @@ def share_identical_weights(saved: str | Path, checkpoint: str | Path | None) ->
         except OSError as exc:
             link.unlink(missing_ok=True)
             logger.info("could not hard-link %s to %s (%s); both copies stay", twin, file, exc)
-            continue
-        shared += file.stat().st_size
-    return shared
+
+
+def unshare_weights(saved: str | Path) -> None:
+    """Remove the saved folder's weights that are hard links, so that writing the folder again can never rewrite the
+    checkpoint they are shared with in place (safetensors writes a new file today, but nothing promises it)."""
+    for file in Path(saved).glob("*.safetensors"):
+        if file.stat().st_nlink > 1:
+            file.unlink()
 
 
 def _same_bytes(a: Path, b: Path, chunk: int = 1 << 24) -> bool:

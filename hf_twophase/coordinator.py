@@ -36,6 +36,7 @@ from .background_checkpoints import (
     CheckpointWriter,
     latest_complete,
     share_identical_weights,
+    unshare_weights,
 )
 from .callback import FineSelectionCallback, several_ranks
 from .candidates import Candidate, CandidateError, Prepared, accuracy, prepare, save_trained
@@ -493,13 +494,8 @@ class SelectionCoordinator:
                                files={**files, "winner": winner_dir})
 
     def _save_winner(self, slot: _Slot, folder: Path) -> None:
-        if self._main:
-            # saved before (a finished selection resumed), its weights are hard links into the resume checkpoint:
-            # unlinked first, so that no writer can rewrite that checkpoint in place (safetensors writes a new file
-            # today, but nothing promises it)
-            for weights in folder.glob("*.safetensors"):
-                if weights.stat().st_nlink > 1:
-                    weights.unlink()
+        if self._main:  # saved before (a finished selection resumed): its weights are links into the checkpoint
+            unshare_weights(folder)
         save_trained(slot.prepared, slot.trainer, folder, main=self._main)
         if self._main:  # the winner's last checkpoint stays as the resume point, without a second copy of the weights
             share_identical_weights(folder, self._latest_checkpoint(slot))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import safetensors.torch
 import torch
@@ -14,6 +16,8 @@ from hf_twophase.background_checkpoints import (
     host_copy,
     latest_complete,
     mark_complete,
+    share_identical_weights,
+    unshare_weights,
 )
 from hf_twophase.candidates import Candidate, prepare
 from hf_twophase.proxy.data import detect_columns
@@ -119,3 +123,21 @@ def test_background_checkpoint_equals_the_trainers_own(tmp_path):
                          data_collator=p.data_collator, train_dataset=p.train_dataset)
     resumed.train(resume_from_checkpoint=str(background))
     assert all(torch.allclose(v, final[False][k]) for k, v in resumed.model.state_dict().items())
+
+
+def test_identical_weights_are_stored_once_and_unshared_before_a_rewrite(tmp_path):
+    saved, checkpoint = tmp_path / "winner", tmp_path / "checkpoint-8"
+    saved.mkdir(), checkpoint.mkdir()
+    weights = {"w": torch.arange(6.0)}
+    for folder in (saved, checkpoint):
+        safetensors.torch.save_file(weights, folder / "model.safetensors")
+    safetensors.torch.save_file({"w": torch.arange(6.0) + 1}, saved / "other.safetensors")
+    safetensors.torch.save_file(weights, checkpoint / "other.safetensors")  # same size, other bytes
+    share_identical_weights(saved, checkpoint)
+    assert os.path.samefile(saved / "model.safetensors", checkpoint / "model.safetensors")
+    assert not os.path.samefile(saved / "other.safetensors", checkpoint / "other.safetensors")
+    assert torch.equal(safetensors.torch.load_file(checkpoint / "other.safetensors")["w"], weights["w"])
+    unshare_weights(saved)  # the winner is about to be written again: the checkpoint keeps its own copy
+    assert not (saved / "model.safetensors").exists() and (saved / "other.safetensors").is_file()
+    assert torch.equal(safetensors.torch.load_file(checkpoint / "model.safetensors")["w"], weights["w"])
+    assert os.stat(checkpoint / "model.safetensors").st_nlink == 1
