@@ -199,10 +199,12 @@ class BackgroundCheckpointTrainer(Trainer):
     gathers state across processes (several ranks, DeepSpeed, FSDP), it saves synchronously as always. Either way
     the checkpoint is marked complete last, and `args.save_total_limit` is left to `mark_complete`.
 
-    `background=None` (the default) writes behind only when the model trains on an accelerator. Training on the
-    CPU already keeps every core busy, and a writer thread then competes with it for the cores and the GIL: on 2
-    cores the tiny overhead benchmark with stage checkpoints runs 10.7% over plain Trainers written behind, 7.2%
-    written in place (docs/benchmarks.md).
+    `background=None` (the default) writes behind only when the model trains on an accelerator. On the CPU, torch's
+    intra-op threads meet at a barrier after every parallel op, and a writer thread that takes one of their cores
+    holds them all up: beside a writer that never pauses, 150 steps of a tiny model took 4.1-5.2 s instead of 1.3 s
+    on 2 cores (benchmarks/writer_contention.py). Written behind, the tiny selection's checkpoints cost no less than
+    in place; with one intra-op thread fewer while a write is in flight they cost a little less (37 +- 17 ms of
+    146 ms), not enough to be worth changing torch's thread count under the user (docs/benchmarks.md).
     """
 
     def __init__(self, *args: Any, checkpoint_writer: CheckpointWriter, writer_key: str,
