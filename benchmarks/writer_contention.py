@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -75,6 +76,7 @@ def main() -> None:
                 row.append(f"beside {kind} {seconds:.2f} s ({count[0]} files)")
             print(f"torch threads {threads}: " + ", ".join(row))
     torch.set_num_threads(default)
+    shutil.rmtree(folder)
 
 
 if __name__ == "__main__":
