@@ -32,23 +32,9 @@ import transformers as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hf_twophase.background_checkpoints as checkpoints  # noqa: E402
+from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
 from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
-
-HELD = [0.0]  # seconds inside Trainer._save_checkpoint, on the training's thread
-
-
-def _time_checkpoints() -> None:
-    original = tf.Trainer._save_checkpoint
-
-    def timed(self, model, trial):
-        start = time.perf_counter()
-        try:
-            return original(self, model, trial)
-        finally:
-            HELD[0] += time.perf_counter() - start
-
-    tf.Trainer._save_checkpoint = timed
 
 
 @contextlib.contextmanager
@@ -93,7 +79,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=[m for m in MODES if m != "none"],
                         default=["in-place", "behind", "behind-free-core"])
     args = parser.parse_args()
-    _time_checkpoints()
+    time_parts([(tf.Trainer, "_save_checkpoint", "held")])  # on the training's own thread
     work = Path(tempfile.mkdtemp())
     names = make_candidates(work / "cands", hidden=(64, 48, 32, 80))
     train, ev = make_data(1024, 0), make_data(256, 1)
@@ -101,7 +87,7 @@ def main() -> None:
 
     def select(mode: str, r: int) -> tuple[float, float]:
         save_stages, background, context = MODES[mode]
-        HELD[0] = 0.0
+        PARTS.clear()
         start = time.perf_counter()
         with context():
             SelectionCoordinator(names, train, ev, training_args(work / f"{mode}_{r}", max_steps=args.budget,
@@ -110,7 +96,7 @@ def main() -> None:
                                  background_checkpoints=background).run()
         seconds = time.perf_counter() - start
         shutil.rmtree(work / f"{mode}_{r}")  # untimed: a hundred selections would otherwise fill /tmp
-        return seconds, HELD[0]
+        return seconds, PARTS["held"]
 
     for mode in modes:  # warm-up: imports, allocator and caches
         select(mode, -1)

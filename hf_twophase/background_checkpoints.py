@@ -68,9 +68,9 @@ def mark_complete(folder: str | Path) -> None:
     """Declare `folder` whole, then remove its older sibling checkpoints (the newest complete one is enough)."""
     folder = Path(folder)
     (folder / COMPLETE_MARKER).touch()
-    step = _step(folder)
+    step = checkpoint_step(folder)
     for sibling in folder.parent.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        older = _step(sibling)
+        older = checkpoint_step(sibling)
         if sibling != folder and older is not None and older < step:
             shutil.rmtree(sibling, ignore_errors=True)
 
@@ -78,8 +78,8 @@ def mark_complete(folder: str | Path) -> None:
 def latest_complete(folder: str | Path) -> Path | None:
     """The newest checkpoint under `folder` that carries the marker; None if there is none."""
     found = [p for p in Path(folder).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-             if _step(p) is not None and (p / COMPLETE_MARKER).is_file()]
-    return max(found, key=_step) if found else None
+             if checkpoint_step(p) is not None and (p / COMPLETE_MARKER).is_file()]
+    return max(found, key=checkpoint_step) if found else None
 
 
 def share_identical_weights(saved: str | Path, checkpoint: str | Path | None) -> None:
@@ -129,7 +129,8 @@ def _same_bytes(a: Path, b: Path, chunk: int = 1 << 24) -> bool:
                 return True
 
 
-def _step(folder: Path) -> int | None:
+def checkpoint_step(folder: Path) -> int | None:
+    """The training step a `checkpoint-N` folder was written at; None for any other name."""
     try:
         return int(folder.name.rsplit("-", 1)[-1])
     except ValueError:

@@ -34,6 +34,7 @@ from transformers import TrainerCallback
 from .background_checkpoints import (
     BackgroundCheckpointTrainer,
     CheckpointWriter,
+    checkpoint_step,
     latest_complete,
     share_identical_weights,
     unshare_weights,
@@ -357,7 +358,7 @@ class SelectionCoordinator:
             slot.trainer = self._trainer(slot)
             checkpoint = self._latest_checkpoint(slot) if resume else None
             if checkpoint is not None:
-                done = int(checkpoint.name.split("-")[-1])
+                done = checkpoint_step(checkpoint)  # a complete checkpoint is always named for its step
                 for step, by_candidate in state.reports().items():
                     if name in by_candidate and step <= done:  # stages already reported before the crash
                         slot.callback.curve[step] = by_candidate[name]
