@@ -19,7 +19,6 @@ import concurrent.futures
 import dataclasses
 import functools
 import gc
-import json
 import logging
 import shutil
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from .atomic import read_json, write_json_atomic
 from .background_checkpoints import (
     BackgroundCheckpointTrainer,
     CheckpointWriter,
@@ -284,15 +284,17 @@ class SelectionCoordinator:
             raise SelectionError(f"{state_dir} holds an earlier selection; pass resume=True to continue it, or "
                                  "choose another output_dir")
         if resume and manifest_file.is_file():
-            saved = json.loads(manifest_file.read_text())
-            if saved["candidates"] != names or saved["budget"] != self.budget:
+            saved = read_json(manifest_file, what="the selection manifest",
+                              hint="it is rewritten from the arguments if you delete it, and the selection state "
+                                   "beside it is kept")
+            if not isinstance(saved, dict) or saved.get("candidates") != names or saved.get("budget") != self.budget:
                 raise SelectionError(f"{manifest_file} is a selection of other candidates or another budget; "
                                      "cannot resume it with these arguments")
         ranks.wait_for_everyone()
         self._main = ranks.is_main_process
         if self._main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            manifest_file.write_text(json.dumps(manifest, indent=2))
+            write_json_atomic(manifest_file, manifest, indent=2)
             state: SelectionState = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget,
                                                             mode="sync", timeout=self.timeout, poll=0.05)
         else:  # other ranks keep their own copy; decisions come from rank 0 by broadcast

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .atomic import read_json, write_json_atomic
 from .builder import BuildConfig, build_matrix, train_cell
 from .matrix import PerformanceMatrix
 
@@ -96,7 +97,8 @@ def ensure_default(task: str, *, progress: bool = True, use_cpu: bool | None = N
     root = default_root(task)
     manifest = root / "build.json"
     if manifest.is_file():
-        done = json.loads(manifest.read_text())
+        done = read_json(manifest, what="the default repository's build manifest",
+                         hint=f"delete {root} to build it again")
         if done.get("setup") == _describe(setup):
             return DefaultRepository(setup, root, setup.planned_models(root),
                                      PerformanceMatrix.read(root / "matrix" / "records.parquet"),
@@ -119,7 +121,7 @@ def ensure_default(task: str, *, progress: bool = True, use_cpu: bool | None = N
     models = setup.planned_models(root)
     matrix = build_matrix(models, list(setup.benchmarks), root / "matrix", config, progress=progress)
     seconds = time.perf_counter() - start
-    manifest.write_text(json.dumps({"setup": _describe(setup), "seconds": round(seconds, 1)}))
+    write_json_atomic(manifest, {"setup": _describe(setup), "seconds": round(seconds, 1)})
     shutil.rmtree(root / "work", ignore_errors=True)
     return DefaultRepository(setup, root, models, matrix, seconds, built_now=True)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
 from .errors import RecordsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -226,13 +227,11 @@ class PerformanceMatrix:
         """Write CSV or Parquet by extension, atomically, so a crash never leaves half a file behind."""
         path = Path(path)
         fmt = _format_of(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        if fmt == "csv":
-            self.records.to_csv(tmp, index=False)
-        else:
-            self.records.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            if fmt == "csv":
+                self.records.to_csv(tmp, index=False)
+            else:
+                self.records.to_parquet(tmp, index=False)
         return path
 
     # ---------------------------------------------------------------- views

@@ -6,10 +6,10 @@ of a selected model and the summary screen tell the same story.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .atomic import write_json_atomic, write_text_atomic
 from .engine import SelectionRun
 from .policies import StageSchedule, SuccessiveHalving
 
@@ -122,7 +122,7 @@ class SelectionReport:
     def save(self, folder: str | Path) -> dict[str, Path]:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "report.json").write_text(json.dumps(self.to_dict(), indent=2))
-        (folder / "report.md").write_text(self.to_markdown())
+        write_json_atomic(folder / "report.json", self.to_dict(), indent=2)
+        write_text_atomic(folder / "report.md", self.to_markdown())
         return {"json": folder / "report.json", "markdown": folder / "report.md",
                 "plot": self.plot(folder / "curves.png")}

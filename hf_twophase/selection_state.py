@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_json_atomic
 from .engine import SelectionRun
 from .errors import SelectionError
 from .policies import Decision, SelectionPolicy
@@ -187,13 +188,8 @@ class DirectorySelectionState(SelectionState):
     def _safe(name: str) -> str:
         return name.replace("/", "--")
 
-    def _atomic_write(self, path: Path, data: dict) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
-
     def _write_report(self, candidate, step, value):
-        self._atomic_write(self.path / "reports" / f"{step:08d}__{self._safe(candidate)}.json",
+        write_json_atomic(self.path / "reports" / f"{step:08d}__{self._safe(candidate)}.json",
                            {"candidate": candidate, "step": step, "val": value, "time": time.time()})
 
     def _read_reports(self):
@@ -207,7 +203,7 @@ class DirectorySelectionState(SelectionState):
         return out
 
     def _write_dropped(self, candidate, reason):
-        self._atomic_write(self.path / "dropped" / f"{self._safe(candidate)}.json",
+        write_json_atomic(self.path / "dropped" / f"{self._safe(candidate)}.json",
                            {"candidate": candidate, "reason": reason})
 
     def _read_dropped(self):
@@ -232,9 +228,8 @@ class DirectorySelectionState(SelectionState):
 
     def _write_decision(self, step, reports):
         f = self.path / "decisions" / f"{step:08d}.json"
-        payload = json.dumps({"reports": {str(s): r for s, r in reports.items()}})
-        try:
-            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # the first decider wins; others read it
+        try:  # the first decider wins, with its whole file; the others read it
+            write_json_atomic(f, {"reports": {str(s): r for s, r in reports.items()}}, exclusive=True)
         except FileExistsError:
             for _ in range(100):
                 frozen = self._decided(step)
@@ -242,8 +237,6 @@ class DirectorySelectionState(SelectionState):
                     return frozen
                 time.sleep(0.05)
             raise SelectionError(f"decision file {f} exists but cannot be read") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(payload)
         return {"reports": reports}
 
 

@@ -231,3 +231,17 @@ def test_two_processes_reach_the_same_decisions(tmp_path, candidates):
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["winner"] == ranks[1]["winner"] and ranks[0]["decisions"] == ranks[1]["decisions"]
     assert (out / "selection" / "winner" / "model.safetensors").is_file()
+
+
+def test_a_damaged_selection_manifest_is_one_clear_error_on_resume(tmp_path, candidates, data):
+    from hf_twophase.atomic import StateFileError
+
+    train, ev = data
+    args = training_args(tmp_path / "sel", max_steps=4)
+    SelectionCoordinator(candidates[:2], train, ev, args, stage_steps=2, save_stages=False, progress=False).run()
+    manifest = tmp_path / "sel" / "selection.json"
+    assert json.loads(manifest.read_text())["candidates"]  # written whole
+    manifest.write_text('{"candidates": ["a", "b"], "bud')  # what a crash mid-write left before atomic writes
+    with pytest.raises(StateFileError, match="selection.json is damaged"):
+        SelectionCoordinator(candidates[:2], train, ev, args, stage_steps=2, save_stages=False,
+                             progress=False).run(resume=True)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import write_json_atomic
 from .data import Columns, detect_columns, stratified_indices
 from .leep import LEEPAccumulator
 from .logme import logme
@@ -310,10 +311,7 @@ class _ProxyScorer:
         path = self._cache_path(parts)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"key": parts, "result": result.to_dict()}))
-        os.replace(tmp, path)
+        write_json_atomic(path, {"key": parts, "result": result.to_dict()})
 
 
 class LEEPScorer(_ProxyScorer):

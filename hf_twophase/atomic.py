@@ -1,0 +1,103 @@
+"""Writing state files so that a crash never leaves half of one, and reading them back with one clear error.
+
+Every file the library writes and later trusts (the coordinator's manifest and shared state, matrix-build cells and
+manifests, proxy-score caches, the local Hub's repositories and blobs) goes through here. A write lands in a
+temporary file in the destination's own folder (a rename is atomic only within one file system), is flushed and
+fsynced, then renamed over the destination: a reader sees the old file or the new one, never a torn one.
+Temporary files are created with mode 0o666 so the user's umask decides the final permissions, as it would for
+a plain ``open(path, "w")``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import HFTwoPhaseError
+
+_counter = iter(range(1 << 62))
+_counter_lock = threading.Lock()
+
+
+class StateFileError(HFTwoPhaseError, ValueError):
+    """A state file exists but cannot be read back (cut short by a crash before atomic writes, or edited by hand)."""
+
+
+def _temporary_name(path: Path) -> Path:
+    with _counter_lock:
+        n = next(_counter)
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{n}.tmp")
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot open a folder; the rename is still atomic there
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, exclusive: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for any writer (pandas, torch, ...); on success it replaces ``path``.
+
+    With ``exclusive``, the file is published only if ``path`` does not exist yet (``FileExistsError`` otherwise):
+    the first of several concurrent writers wins and every reader sees its whole content, which an ``O_EXCL``
+    create followed by a write cannot promise.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_name(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, path)  # fails if path exists: an atomic "create with this content"
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+    with atomic_path(path, exclusive=exclusive) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, exclusive: bool = False) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"), exclusive=exclusive)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, *, exclusive: bool = False,
+                      indent: int | None = None) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=indent), exclusive=exclusive)
+
+
+def read_json(path: str | os.PathLike, *, what: str = "state file", hint: str = "") -> Any:
+    """Read a JSON state file; a damaged one raises :class:`StateFileError` naming the file, what it is, and
+    ``hint`` (what the user can do about it), instead of a bare ``JSONDecodeError`` traceback."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        message = f"{what} {path} is damaged and cannot be read ({type(error).__name__}: {error})"
+        raise StateFileError(message + (f"; {hint}" if hint else "")) from None
+
+
+__all__ = ["StateFileError", "atomic_path", "read_json", "write_bytes_atomic", "write_json_atomic",
+           "write_text_atomic"]
