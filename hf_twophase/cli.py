@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,16 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                         help="hierarchical: merge while the average Eq. 1 distance is <= this.")
     parser.add_argument("--method", choices=["hierarchical", "kmeans"], default="hierarchical")
     parser.add_argument("--n-clusters", type=int, default=None, help="kmeans: number of clusters.")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _cluster_config(args: argparse.Namespace) -> ClusteringConfig:
@@ -114,10 +125,15 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
         from .builder import build_matrix_on_ray
 
         init = {"address": args.ray_address} if args.ray_address else {}
-        matrix = build_matrix_on_ray(args.models, args.benchmarks, args.out, config, progress=not args.json, **init)
+        matrix = build_matrix_on_ray(args.models, args.benchmarks, args.out, config, progress=not args.json,
+                                     overwrite=args.overwrite, **init)
     elif args.workers and args.workers > 1:
-        from .builder import collect, run_workers
+        from .benchmarks import get_benchmark
+        from .builder import cells_to_train, collect, run_workers
+        from .candidates import Candidate
 
+        grid = [(m, Candidate.of(m).name, get_benchmark(b)) for m in args.models for b in args.benchmarks]
+        cells_to_train(grid, Path(args.out), config, overwrite=args.overwrite)  # refuse before any worker starts
         argv = _worker_argv(args)
         codes = run_workers(argv, args.workers)
         matrix = collect(args.out)
@@ -125,7 +141,8 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
             print(f"warning: {sum(c != 0 for c in codes)} worker(s) exited with an error; their finished cells are "
                   "kept, re-run the command to train the rest", file=sys.stderr)
     else:
-        matrix = build_matrix(args.models, args.benchmarks, args.out, config, progress=not args.json, shard=shard)
+        matrix = build_matrix(args.models, args.benchmarks, args.out, config, progress=not args.json, shard=shard,
+                              overwrite=args.overwrite)
     out = {"records": str(Path(args.out) / "records.parquet"), "models": matrix.models, "benchmarks": matrix.datasets,
            "rows": len(matrix)}
     if args.push:
@@ -177,16 +194,22 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--eval-subset", str(args.eval_subset)]
     if args.cpu:
         argv.append("--cpu")
+    if args.overwrite:
+        argv.append("--overwrite")
     return argv
 
 
 def _cmd_hub_server(args: argparse.Namespace) -> dict:
     from .hub_server import LocalHub
 
-    hub = LocalHub(args.root, host=args.host, port=args.port)
+    hub = LocalHub(args.root, host=args.host, port=args.port, tokens=args.tokens,
+                   max_body_bytes=args.max_body_mb * 2**20, max_upload_bytes=args.max_upload_mb * 2**20,
+                   timeout=args.timeout)
     hub.start()
+    token_hint = "a token from the tokens file" if args.tokens else "any HF_TOKEN value"
     print(f"local hub serving {Path(args.root).resolve()} at {hub.url}\n"
-          f"  export HF_ENDPOINT={hub.url} HF_HUB_DISABLE_XET=1   (any HF_TOKEN value can write)", flush=True)
+          f"  {hub.describe()}\n"
+          f"  export HF_ENDPOINT={hub.url} HF_HUB_DISABLE_XET=1   (writes need {token_hint})", flush=True)
     try:
         hub.serve_forever()
     finally:
@@ -241,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-subset", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain finished cells whose settings differ from these (default: refuse and name them)")
     p.add_argument("--workers", type=int, default=None,
                    help="train cells in N local processes, one GPU each when there are GPUs")
     p.add_argument("--shard", default=None, metavar="I/N",
@@ -263,7 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hub-server", help="serve a local, Hub-compatible HTTP API from a folder (air-gapped teams)")
     p.add_argument("--root", required=True, help="folder that keeps the repositories")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.1, localhost or ::1)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free port, printed at start)")
+    p.add_argument("--tokens", default=None, metavar="FILE",
+                   help='JSON {"<token>": ["<namespace>", ...]} ("*": every namespace): only these tokens write, '
+                        "each to its namespaces (default: any token writes anywhere)")
+    p.add_argument("--max-body-mb", type=_positive_int, default=64, help="largest JSON/commit request body in MiB")
+    p.add_argument("--max-upload-mb", type=_positive_int, default=20 * 1024, help="largest LFS upload in MiB")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds a client may stay silent mid-request before it is disconnected")
     p.set_defaults(func=_cmd_hub_server)
 
     sub.add_parser("select", help="the main job: choose and fine-tune the best model for a dataset "
@@ -285,12 +317,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return select_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    wants_json = getattr(args, "json", False)
     try:
-        out = args.func(args)
+        # with --json, stdout carries one JSON object: whatever the work prints (Trainer, libraries) goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if wants_json else contextlib.nullcontext():
+            out = args.func(args)
     except HFTwoPhaseError as exc:
         print(f"hf-twophase {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    if getattr(args, "json", False):
+    if wants_json:
         json.dump(out, sys.stdout)
         sys.stdout.write("\n")
     return 0

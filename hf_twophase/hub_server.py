@@ -5,24 +5,37 @@ must be the real ``huggingface_hub`` / ``datasets`` / ``transformers`` client co
 Point ``HF_ENDPOINT`` at this server (with ``HF_HUB_DISABLE_XET=1``) and ``list_models``, ``model_info``,
 ``hf_hub_download``, ``create_repo``, ``upload_file`` / ``create_commit`` (regular and LFS files),
 ``load_dataset`` and ``from_pretrained`` work as they do against huggingface.co, for the subset of the API they
-use. It is a test and air-gap tool, not a production Hub: one JSON file per repository, content-addressed blobs,
-no access control beyond "write needs a token", gated repositories refuse downloads.
+use. It is a test and air-gap tool, not a production Hub: one JSON file per repository, content-addressed blobs.
 
-It binds to loopback only: handing it any other address is an error.
+What it promises, because anything on the machine can send it requests:
+- it binds to loopback only (127.0.0.1, localhost or ::1); any other address is an error;
+- it never reads or writes a file outside its root: names are checked by ``hub_guard`` before any I/O, and every
+  path is resolved (links included) and must lie inside the root;
+- every write (create, delete, commit, settings, LFS upload) needs a token; with a tokens file, only to the
+  token's namespaces; private repositories are visible only to tokens of their namespace;
+- request bodies are bounded (413 past the limit), read whole before anything is applied (a body cut short
+  changes nothing), and LFS uploads are streamed to a temporary file and kept only if their sha256 and size match;
+- every malformed request gets a 4xx JSON answer and the server keeps serving; slow clients time out;
+- state files and blobs are written atomically, so a server killed at any instant loses no acknowledged commit
+  and never serves a torn file.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
+import socket
 import struct
-import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,30 +44,41 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+from . import hub_guard as guard
+from .atomic import atomic_path, read_json, write_bytes_atomic, write_json_atomic
 from .errors import HFTwoPhaseError
+from .hub_guard import AccessPolicy, Identity, RequestRejected
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-_REPO = r"(?P<repo>[^/]+(?:/[^/]+)?)"
+DEFAULT_MAX_BODY_BYTES = 64 * 2**20  # JSON and NDJSON requests (a commit carries its small files inline)
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**30  # one LFS object, streamed to disk
+DEFAULT_TIMEOUT = 30.0  # seconds a client may stay silent in the middle of a request
+DEFAULT_MAX_CONNECTIONS = 64
+UPLOAD_TICKET_SECONDS = 3600
+_SEGMENT = r"[^/]+"
+_REPO = rf"(?P<repo>{_SEGMENT}(?:/{_SEGMENT})?)"
 _TYPE = r"(?P<type>models|datasets|spaces)"
 _TEXT_SUFFIXES = (".md", ".txt", ".json", ".yaml", ".yml", ".py", ".csv", ".gitattributes", ".model", ".jinja")
+_CHUNK = 1 << 20
 
 
 class HubServerError(HFTwoPhaseError, ValueError):
     """Raised for a bad server configuration, such as a non-loopback address."""
 
 
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, extra: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.extra = status, message, code, extra or {}
+_HttpError = RequestRejected  # one exception type for every refusal, raised by the guard and the handlers alike
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
-def _git_blob_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def _git_blob_oid_of_file(path: Path, size: int) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % size)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _card_metadata(text: str) -> dict:
@@ -65,61 +89,76 @@ def _card_metadata(text: str) -> dict:
         data = yaml.safe_load(match.group(1))
     except yaml.YAMLError:
         return {}
-    return data if isinstance(data, dict) else {}
+    return json.loads(json.dumps(data, default=str)) if isinstance(data, dict) else {}  # YAML dates -> strings
 
 
-def _safetensors_parameters(data: bytes) -> dict[str, int] | None:
+def _strings(value: Any) -> list[str]:
+    """A card field that should be a list of strings, whatever a user wrote there."""
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)):
+        return [str(value)]
+    if isinstance(value, list):
+        return [str(v) for v in value if isinstance(v, (str, int, float))]
+    return []
+
+
+def _safetensors_parameters(head: bytes) -> dict[str, int] | None:
     """Parameter counts per dtype from a safetensors header, as the Hub reports them in ``safetensors``."""
-    if len(data) < 8:
+    if len(head) < 8:
         return None
-    (length,) = struct.unpack("<Q", data[:8])
+    (length,) = struct.unpack("<Q", head[:8])
     try:
-        header = json.loads(data[8 : 8 + length])
-    except (ValueError, UnicodeDecodeError):
-        return None
-    counts: dict[str, int] = {}
-    for name, entry in header.items():
-        if name == "__metadata__" or not isinstance(entry, dict):
-            continue
-        n = 1
-        for dim in entry.get("shape", []):
-            n *= int(dim)
-        counts[entry.get("dtype", "F32")] = counts.get(entry.get("dtype", "F32"), 0) + n
-    return counts
+        header = json.loads(head[8 : 8 + length])
+        counts: dict[str, int] = {}
+        for name, entry in header.items():
+            if name == "__metadata__" or not isinstance(entry, dict):
+                continue
+            n = 1
+            for dim in entry.get("shape", []):
+                n *= int(dim)
+            dtype = str(entry.get("dtype", "F32"))
+            counts[dtype] = counts.get(dtype, 0) + n
+        return counts
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, OverflowError):
+        return None  # a file that only looks like safetensors: no parameter count, not an error
 
 
 class HubStorage:
     """Repositories on disk: ``repos/{type}/{id}.json`` holds refs, commits and settings; ``blobs/`` the bytes.
 
     Every write goes through one lock and an atomic rename, so a crashed server never leaves a half-written repo.
+    Every path is built from names the guard accepted and is resolved inside the root before it is opened.
     """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        (self.root / "repos").mkdir(parents=True, exist_ok=True)
+        self.root = self.root.resolve()
+        self._blobs = self.root / "blobs"
+        for folder in (self._blobs, self.root / "repos"):
+            if folder.is_symlink() or not folder.is_dir():
+                raise HubServerError(f"{folder} must be a real folder inside the hub's root, not a link")
         self.lock = threading.RLock()
         self._parameters: dict[str, dict[str, int]] = {}
 
     # --- repositories -------------------------------------------------------------------------------------------
     def _repo_file(self, repo_type: str, repo_id: str) -> Path:
-        return self.root / "repos" / repo_type / f"{repo_id}.json"
+        repo_type = guard.repo_type_folder(repo_type, singular=False)
+        return guard.inside(self.root, self.root / "repos" / repo_type / f"{guard.repo_id(repo_id)}.json")
 
     def exists(self, repo_type: str, repo_id: str) -> bool:
-        return self._repo_file(repo_type, repo_id).exists()
+        return self._repo_file(repo_type, repo_id).is_file()
 
     def load(self, repo_type: str, repo_id: str) -> dict:
         path = self._repo_file(repo_type, repo_id)
-        if not path.exists():
+        if not path.is_file():
             raise _HttpError(404, f"Repository {repo_type[:-1]} '{repo_id}' not found.", "RepoNotFound")
-        return json.loads(path.read_text())
+        return read_json(path, what="local hub repository file")
 
     def save(self, repo_type: str, repo_id: str, repo: dict) -> None:
-        path = self._repo_file(repo_type, repo_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(repo, handle)
-        os.replace(tmp, path)
+        write_json_atomic(self._repo_file(repo_type, repo_id), repo)
 
     def create(self, repo_type: str, repo_id: str, *, private: bool = False) -> dict:
         with self.lock:
@@ -140,9 +179,25 @@ class HubStorage:
             self.save(repo_type, repo_id, repo)
             return repo
 
+    def delete(self, repo_type: str, repo_id: str) -> None:
+        with self.lock:
+            path = self._repo_file(repo_type, repo_id)
+            if not path.is_file():
+                raise _HttpError(404, f"Repository {repo_type[:-1]} '{repo_id}' not found.", "RepoNotFound")
+            path.unlink()
+
     def list(self, repo_type: str) -> list[dict]:
-        folder = self.root / "repos" / repo_type
-        return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))] if folder.exists() else []
+        """Every repository of a type; files that are not a valid repository inside the root are passed over."""
+        folder = self.root / "repos" / guard.repo_type_folder(repo_type, singular=False)
+        out = []
+        for base, _, names in os.walk(folder):  # os.walk does not follow links to folders
+            for name in sorted(names):
+                if not name.endswith(".json") or name.startswith("."):
+                    continue
+                repo_id = (Path(base) / name[: -len(".json")]).relative_to(folder).as_posix()
+                with contextlib.suppress(RequestRejected, HFTwoPhaseError, OSError):
+                    out.append(self.load(repo_type, repo_id))
+        return sorted(out, key=lambda r: r.get("id", ""))
 
     def update_settings(self, repo_type: str, repo_id: str, **settings: Any) -> None:
         """Set ``private``, ``gated`` (False, "auto", "manual"), ``downloads`` or ``likes`` of a repository."""
@@ -153,24 +208,40 @@ class HubStorage:
 
     # --- blobs and commits --------------------------------------------------------------------------------------
     def _blob_path(self, sha256: str) -> Path:
-        return self.root / "blobs" / sha256
+        """Where a blob is read from: resolved, and refused if a link leads it out of the root."""
+        return guard.inside(self.root, self._blobs / guard.sha256_oid(sha256))
 
     def has_blob(self, sha256: str) -> bool:
-        return self._blob_path(sha256).exists()
+        try:
+            return self._blob_path(sha256).is_file()
+        except RequestRejected:
+            return False  # a link planted under that name is not a blob; an upload replaces the link itself
 
     def put_blob(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        path = self._blob_path(sha)
-        if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
+        if not self.has_blob(sha):
+            write_bytes_atomic(self._blobs / sha, data)  # the rename replaces a link by that name, never its target
         return sha
+
+    def put_blob_stream(self, chunks: Iterator[bytes], sha256: str, size: int) -> None:
+        """Stream an upload to a temporary file; keep it as blob ``sha256`` only if its hash and size match."""
+        digest, received = hashlib.sha256(), 0
+        with atomic_path(self._blobs / guard.sha256_oid(sha256)) as tmp:
+            with open(tmp, "wb") as handle:
+                for chunk in chunks:
+                    received += len(chunk)
+                    if received > size:
+                        raise _HttpError(400, f"Upload is larger than the {size} bytes announced for {sha256}.")
+                    digest.update(chunk)
+                    handle.write(chunk)
+            if received != size or digest.hexdigest() != sha256:
+                raise _HttpError(400, f"Uploaded bytes ({received}) do not hash to {sha256} of size {size}; "
+                                      "nothing was kept.")
 
     def _store_blob(self, data: bytes, *, lfs: bool) -> dict:
         sha = self.put_blob(data)
-        return {"sha256": sha, "size": len(data), "lfs": lfs, "oid": _git_blob_oid(data)}
+        return {"sha256": sha, "size": len(data), "lfs": lfs,
+                "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}
 
     def parameter_counts(self, sha256: str) -> dict[str, int]:
         """Parameters per dtype of a safetensors blob, read from its header once (blobs never change)."""
@@ -181,11 +252,14 @@ class HubStorage:
                 self._parameters[sha256] = _safetensors_parameters(head + handle.read(min(length, 100_000_000))) or {}
         return self._parameters[sha256]
 
+    def open_blob(self, sha256: str):
+        return open(self._blob_path(sha256), "rb")
+
     def read_blob(self, sha256: str) -> bytes:
         return self._blob_path(sha256).read_bytes()
 
     def resolve(self, repo: dict, revision: str) -> tuple[str, dict]:
-        revision = unquote(revision)
+        revision = guard.revision(revision)
         if revision in repo["refs"]:
             oid = repo["refs"][revision]
         elif revision in repo["commits"]:
@@ -195,9 +269,11 @@ class HubStorage:
         return oid, repo["commits"][oid]
 
     def commit(self, repo_type: str, repo_id: str, revision: str, header: dict, operations: list[dict]) -> str:
+        """Apply every operation or none: the new file table is built in memory and saved in one atomic write."""
         with self.lock:
             repo = self.load(repo_type, repo_id)
-            if unquote(revision) not in repo["refs"]:
+            revision = guard.revision(revision)
+            if revision not in repo["refs"]:
                 raise _HttpError(404, f"Branch {revision} not found; commits go to an existing branch.",
                                  "RevisionNotFound")
             parent, current = self.resolve(repo, revision)
@@ -205,34 +281,30 @@ class HubStorage:
             if wanted_parent and wanted_parent != parent:
                 raise _HttpError(412, f"A commit has happened since {wanted_parent}; the branch is at {parent}.")
             files = dict(current["files"])
-            for op in operations:
-                key, value = op.get("key"), op.get("value", {})
+            for key, value in operations:
                 if key == "file":
-                    data = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else \
-                        value["content"].encode()
-                    files[value["path"]] = self._store_blob(data, lfs=False)
+                    files[value["path"]] = self._store_blob(value["data"], lfs=False)
                 elif key == "lfsFile":
-                    if not self.has_blob(value["oid"]):
-                        raise _HttpError(400, f"LFS object {value['oid']} for {value['path']} was never uploaded.")
-                    data = self.read_blob(value["oid"])
-                    entry = {"sha256": value["oid"], "size": len(data), "lfs": True, "oid": _git_blob_oid(data)}
-                    files[value["path"]] = entry
+                    oid = value["oid"]
+                    if not self.has_blob(oid):
+                        raise _HttpError(400, f"LFS object {oid} for {value['path']} was never uploaded.")
+                    size = self._blob_path(oid).stat().st_size
+                    if value.get("size") is not None and value["size"] != size:
+                        raise _HttpError(400, f"LFS object {oid} has {size} bytes, not {value['size']}.")
+                    files[value["path"]] = {"sha256": oid, "size": size, "lfs": True,
+                                            "oid": _git_blob_oid_of_file(self._blob_path(oid), size)}
                 elif key == "deletedFile":
                     if value["path"] not in files:
                         raise _HttpError(404, f"File {value['path']} does not exist.", "EntryNotFound")
                     del files[value["path"]]
                 elif key == "deletedFolder":
-                    prefix = value["path"].rstrip("/") + "/"
+                    prefix = value["path"] + "/"
                     files = {p: e for p, e in files.items() if not p.startswith(prefix)}
-                elif key == "header":
-                    continue
-                else:
-                    raise _HttpError(400, f"Unsupported commit operation {key!r}.")
             date = _now()
-            oid = hashlib.sha1(json.dumps([parent, files, header, date, time.time_ns()]).encode()).hexdigest()
-            repo["commits"][oid] = {"parent": parent, "title": header.get("summary", ""), "date": date,
+            oid = hashlib.sha1(json.dumps([parent, sorted(files), header, date, time.time_ns()]).encode()).hexdigest()
+            repo["commits"][oid] = {"parent": parent, "title": str(header.get("summary", "")), "date": date,
                                     "files": files}
-            repo["refs"][unquote(revision)] = oid
+            repo["refs"][revision] = oid
             self.save(repo_type, repo_id, repo)
             return oid
 
@@ -243,11 +315,76 @@ class HubStorage:
             self.save(repo_type, repo_id, repo)
 
 
+def _parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
+    """The NDJSON lines of a commit, checked one by one: (header, [(operation, value)])."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _HttpError(400, "A commit body must be UTF-8 NDJSON.") from None
+    header: dict = {}
+    operations: list[tuple[str, dict]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        item = _json(line.encode(), what=f"commit line {number}")
+        key, value = item.get("key"), item.get("value")
+        if not isinstance(value, dict):
+            raise _HttpError(400, f"commit line {number}: 'value' must be an object.")
+        if key == "header":
+            summary, parent = value.get("summary", ""), value.get("parentCommit")
+            if not isinstance(summary, str) or (parent is not None and not isinstance(parent, str)):
+                raise _HttpError(400, f"commit line {number}: the header's summary and parentCommit are strings.")
+            header = value
+        elif key == "file":
+            content, encoding = value.get("content"), value.get("encoding")
+            if not isinstance(content, str) or encoding not in (None, "base64"):
+                raise _HttpError(400, f"commit line {number}: a file needs string content, encoding base64 or none.")
+            try:
+                data = base64.b64decode(content, validate=True) if encoding == "base64" else content.encode()
+            except (binascii.Error, ValueError):
+                raise _HttpError(400, f"commit line {number}: content is not valid base64.") from None
+            operations.append((key, {"path": guard.file_path(value.get("path")), "data": data}))
+        elif key == "lfsFile":
+            size = value.get("size")
+            if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+                raise _HttpError(400, f"commit line {number}: an LFS file's size is a non-negative integer.")
+            operations.append((key, {"path": guard.file_path(value.get("path")),
+                                     "oid": guard.sha256_oid(value.get("oid")), "size": size}))
+        elif key == "deletedFile":
+            operations.append((key, {"path": guard.file_path(value.get("path"))}))
+        elif key == "deletedFolder":
+            operations.append((key, {"path": guard.folder_path(value.get("path"))}))
+        else:
+            raise _HttpError(400, f"commit line {number}: unsupported operation {str(key)[:40]!r}.")
+    return header, operations
+
+
+def _json(body: bytes, *, what: str = "request body", kind: type = dict) -> Any:
+    try:
+        data = json.loads(body or (b"{}" if kind is dict else b"[]"))
+    except (ValueError, UnicodeDecodeError):
+        raise _HttpError(400, f"The {what} is not valid JSON.") from None
+    if not isinstance(data, kind):
+        raise _HttpError(400, f"The {what} must be a JSON {'object' if kind is dict else 'array'}, "
+                              f"got {type(data).__name__}.")
+    return data
+
+
+def _optional_bool(payload: dict, key: str) -> bool | None:
+    value = payload.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _HttpError(400, f"'{key}' must be true or false, got {value!r}.")
+    return value
+
+
 def _is_private(payload: dict) -> bool | None:
     """Older clients send ``private``, newer ones ``visibility`` ("public", "private", "protected")."""
-    if payload.get("visibility") is not None:
-        return payload["visibility"] != "public"
-    return None if payload.get("private") is None else bool(payload["private"])
+    visibility = payload.get("visibility")
+    if visibility is not None:
+        if visibility not in ("public", "private", "protected"):
+            raise _HttpError(400, f"'visibility' must be public, private or protected, got {visibility!r}.")
+        return visibility != "public"
+    return _optional_bool(payload, "private")
 
 
 def _entry_json(path: str, entry: dict) -> dict:
@@ -284,16 +421,8 @@ def _info(storage: HubStorage, repo: dict, revision: str = "main") -> dict:
     if "README.md" in files:
         card = _card_metadata(storage.read_blob(files["README.md"]["sha256"]).decode("utf-8", "replace"))
     settings = repo["settings"]
-    tags = [str(t) for t in card.get("tags", []) or []]
-    for key in ("library_name",):
-        if card.get(key):
-            tags.append(str(card[key]))
-    languages = card.get("language") or []
-    tags += [str(x) for x in ([languages] if isinstance(languages, str) else languages)]
-    if card.get("license"):
-        tags.append(f"license:{card['license']}")
-    if card.get("pipeline_tag"):
-        tags.append(str(card["pipeline_tag"]))
+    tags = _strings(card.get("tags")) + _strings(card.get("library_name")) + _strings(card.get("language"))
+    tags += [f"license:{x}" for x in _strings(card.get("license"))] + _strings(card.get("pipeline_tag"))
     info = {
         "_id": hashlib.sha1(repo["id"].encode()).hexdigest()[:24], "id": repo["id"], "sha": oid,
         "private": bool(settings.get("private")), "gated": settings.get("gated") or False, "disabled": False,
@@ -307,8 +436,8 @@ def _info(storage: HubStorage, repo: dict, revision: str = "main") -> dict:
     }
     if repo["type"] == "models":
         info["modelId"] = repo["id"]
-        info["pipeline_tag"] = card.get("pipeline_tag")
-        info["library_name"] = card.get("library_name")
+        info["pipeline_tag"] = next(iter(_strings(card.get("pipeline_tag"))), None)
+        info["library_name"] = next(iter(_strings(card.get("library_name"))), None)
         counts: dict[str, int] = {}
         for path, entry in files.items():
             if path.endswith(".safetensors"):
@@ -319,85 +448,208 @@ def _info(storage: HubStorage, repo: dict, revision: str = "main") -> dict:
     return info
 
 
+@dataclass
+class _Upload:
+    oid: str
+    size: int
+    expires: float
+
+
 class _Handler(BaseHTTPRequestHandler):
+    """One request: route it, check every name and the sender before any I/O, answer JSON (errors too)."""
+
     server_version = "hf-twophase-local-hub/1"
     protocol_version = "HTTP/1.1"
-    storage: HubStorage
+    hub: LocalHub  # set on the per-server subclass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         if os.environ.get("HF_TWOPHASE_HUB_LOG"):
             super().log_message(format, *args)
 
     # --- plumbing -----------------------------------------------------------------------------------------------
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            return self.rfile.read(length)
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        return b""
+    def setup(self) -> None:
+        self.timeout = self.hub.timeout  # socket timeout of every read and write on this connection
+        super().setup()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Requests that fail before routing (bad request line, too long, too many headers) also get JSON."""
+        self.close_connection = True
+        if self.request_version in ("HTTP/0.9", ""):  # an unparsable request line still gets a status line
+            self.request_version = "HTTP/1.0"
+        code = {501: 405, 505: 400}.get(code, code)  # no route for the method; an HTTP version it cannot speak
+        with contextlib.suppress(OSError):
+            self._send(code, {"error": message or explain or "Bad request."})
 
     def _send(self, status: int, payload: Any = None, *, headers: dict | None = None, raw: bytes | None = None,
               content_type: str = "application/json") -> None:
         data = raw if raw is not None else (b"" if payload is None else json.dumps(payload).encode())
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
+        self._start(status, len(data), headers, content_type)
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _error(self, error: _HttpError) -> None:
-        headers = {"X-Error-Message": error.message}
+    def _start(self, status: int, length: int, headers: dict | None, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _error(self, error: RequestRejected) -> None:
+        if self._unread_body:  # what the client still sends must not be read as the next request
+            self.close_connection = True
+        headers = {"X-Error-Message": error.message.encode("ascii", "replace").decode()[:500]}
         if error.code:
             headers["X-Error-Code"] = error.code
-        self._send(error.status, {"error": error.message, **error.extra}, headers=headers)
+        self._send(error.status, {"error": error.message, **getattr(error, "extra", {})}, headers=headers)
 
-    def _require_token(self) -> None:
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
-            raise _HttpError(401, "Writing needs a token (any value works on the local hub).")
+    def _content_length(self) -> int | None:
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return None
+        if not re.fullmatch(r"[0-9]{1,19}", raw.strip()):
+            raise _HttpError(400, f"Content-Length must be a non-negative integer, got {raw[:40]!r}.")
+        return int(raw)
+
+    def _body_chunks(self, limit: int) -> Iterator[bytes]:
+        """The body in pieces, refused with 413 past ``limit`` and 400 if it ends before what it announced."""
+        encoding = self.headers.get("Transfer-Encoding")
+        length = self._content_length()
+        if encoding is not None:
+            if encoding.strip().lower() != "chunked" or length is not None:
+                raise _HttpError(400, "Transfer-Encoding must be 'chunked' alone, without Content-Length.")
+            yield from self._chunked(limit)
+            return
+        if not length:
+            self._unread_body = False
+            return
+        if length > limit:
+            raise _HttpError(413, f"Request body of {length} bytes exceeds the limit of {limit} bytes.",
+                             "PayloadTooLarge")
+        left = length
+        while left:
+            piece = self.rfile.read(min(left, _CHUNK))
+            if not piece:
+                self.close_connection = True
+                raise _HttpError(400, f"Request body ended after {length - left} of {length} bytes; nothing was "
+                                      "applied.")
+            left -= len(piece)
+            yield piece
+        self._unread_body = False
+
+    def _chunked(self, limit: int) -> Iterator[bytes]:
+        total = 0
+        while True:
+            line = self.rfile.readline(1026)
+            size_text = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not re.fullmatch(rb"[0-9a-fA-F]{1,16}", size_text):
+                self.close_connection = True
+                raise _HttpError(400, "Bad chunk size line in a chunked body.")
+            size = int(size_text, 16)
+            if size == 0:
+                for _ in range(100):  # trailers, then the blank line
+                    trailer = self.rfile.readline(8194)
+                    if trailer in (b"\r\n", b"\n", b""):
+                        break
+                self._unread_body = False
+                return
+            total += size
+            if total > limit:
+                self.close_connection = True
+                raise _HttpError(413, f"Request body exceeds the limit of {limit} bytes.", "PayloadTooLarge")
+            left = size
+            while left:
+                piece = self.rfile.read(min(left, _CHUNK))
+                if not piece:
+                    self.close_connection = True
+                    raise _HttpError(400, "Chunked body ended before its last chunk; nothing was applied.")
+                left -= len(piece)
+                yield piece
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self.close_connection = True
+                raise _HttpError(400, "A chunk is longer than its size line says.")
+
+    def _body(self) -> bytes:
+        return b"".join(self._body_chunks(self.hub.max_body_bytes))
 
     def _dispatch(self) -> None:
-        url = urlsplit(self.path)
-        self.query = parse_qs(url.query)
-        path = url.path
-        body = self._body() if self.command in ("POST", "PUT", "DELETE") else b""
+        self._unread_body = bool(self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")
+                                 not in (None, "0"))
         try:
-            for method, pattern, handler in _ROUTES:
-                if method == self.command or (method == "GET" and self.command == "HEAD"):
-                    match = re.fullmatch(pattern, path)
-                    if match:
-                        groups = {k: unquote(v) if v is not None else None for k, v in match.groupdict().items()}
-                        handler(self, body=body, **groups)
-                        return
-            raise _HttpError(404, f"No route for {self.command} {path} on the local hub.")
-        except _HttpError as error:
+            self._route()
+        except RequestRejected as error:
             self._error(error)
-        except (ValueError, KeyError) as error:
-            self._error(_HttpError(400, f"Bad request: {error}"))
+        except TimeoutError:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._error(_HttpError(408, "The client was silent for too long; request abandoned."))
+        except (ConnectionError, BrokenPipeError):
+            self.close_connection = True
+        except Exception as error:  # noqa: BLE001 - a bug must cost one request, never the connection or server
+            self.close_connection = True
+            self.log_error("internal error on %s %s: %r", self.command, self.path[:200], error)
+            with contextlib.suppress(OSError):
+                self._error(_HttpError(500, f"Internal error of the local hub ({type(error).__name__})."))
+
+    def _route(self) -> None:
+        url = urlsplit(self.path)
+        try:
+            self.query = parse_qs(url.query, max_num_fields=200)
+        except ValueError:
+            raise _HttpError(400, "Too many or malformed query parameters.") from None
+        self.identity: Identity | None = self.hub.policy.identify(self.headers.get("Authorization"))
+        for method, pattern, handler, writes in _ROUTES:
+            if method == self.command or (method == "GET" and self.command == "HEAD"):
+                match = re.fullmatch(pattern, url.path)
+                if match:
+                    if writes and self.identity is None:
+                        raise _HttpError(401, "Writing needs a token: send 'Authorization: Bearer <token>'.",
+                                         "Unauthorized")
+                    try:
+                        groups = {k: unquote(v, errors="strict") if v is not None else None
+                                  for k, v in match.groupdict().items()}
+                    except UnicodeDecodeError:
+                        raise _HttpError(400, "The request path is not valid percent-encoded UTF-8.") from None
+                    handler(self, **groups)
+                    return
+        raise _HttpError(404, f"No route for {self.command} {url.path[:200]} on the local hub.", "NotFound")
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
+    def _visible_repo(self, repo_type: str, repo: str) -> dict:
+        data = self.hub.storage.load(repo_type, guard.repo_id(repo))
+        guard.check_visible(self.identity, repo, bool(data["settings"].get("private")))
+        return data
+
+    def _writable_repo(self, repo_type: str, repo: str) -> dict:
+        guard.check_writable(self.identity, guard.repo_id(repo))
+        return self._visible_repo(repo_type, repo)
+
+    @staticmethod
+    def _prefix(repo_type: str) -> str:
+        return "" if repo_type == "models" else f"{repo_type}/"
+
     # --- API ----------------------------------------------------------------------------------------------------
-    def whoami(self, body: bytes) -> None:
-        self._send(200, {"type": "user", "name": "local-user", "fullname": "Local Hub user", "orgs": [],
+    def whoami(self) -> None:
+        if self.identity is None:
+            raise _HttpError(401, "Invalid credentials: send 'Authorization: Bearer <token>'.", "Unauthorized")
+        orgs = sorted(n for n in self.identity.namespaces if n not in (guard.ALL_NAMESPACES, self.identity.name))
+        self._send(200, {"type": "user", "name": self.identity.name, "fullname": "Local Hub user",
+                         "orgs": [{"name": n, "type": "org"} for n in orgs],
                          "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}}})
 
-    def list_repos(self, body: bytes, type: str) -> None:  # noqa: A002 - route group name
+    def list_repos(self, type: str) -> None:  # noqa: A002 - route group name
         q = self.query
+        limit = (q.get("limit") or [None])[0]
+        if limit is not None and not re.fullmatch(r"[0-9]{1,9}", limit):
+            raise _HttpError(400, f"limit must be a non-negative integer, got {limit[:40]!r}.")
         items = []
-        for repo in self.storage.list(type):
-            info = _info(self.storage, repo)
+        for repo in self.hub.storage.list(type):
+            if repo["settings"].get("private") and (self.identity is None or not self.identity.owns(repo["id"])):
+                continue
+            info = _info(self.hub.storage, repo)
             if q.get("pipeline_tag") and info.get("pipeline_tag") != q["pipeline_tag"][0]:
                 continue
             if q.get("author") and info.get("author") != q["author"][0]:
@@ -411,30 +663,37 @@ class _Handler(BaseHTTPRequestHandler):
         key = {"downloads": "downloads", "likes": "likes", "createdAt": "createdAt",
                "lastModified": "lastModified"}.get(sort, "downloads")
         items.sort(key=lambda i: (i.get(key) or 0, i["id"]), reverse=(q.get("direction") or ["-1"])[0] == "-1")
-        if q.get("limit"):
-            items = items[: int(q["limit"][0])]
+        if limit is not None:
+            items = items[: int(limit)]
         self._send(200, items)
 
-    def repo_info(self, body: bytes, type: str, repo: str, rev: str | None = None) -> None:  # noqa: A002
-        self._send(200, _info(self.storage, self.storage.load(type, repo), rev or "main"))
+    def repo_info(self, type: str, repo: str, rev: str | None = None) -> None:  # noqa: A002
+        self._send(200, _info(self.hub.storage, self._visible_repo(type, repo), rev or "main"))
 
-    def tree(self, body: bytes, type: str, repo: str, rev: str, path: str | None = None) -> None:  # noqa: A002
-        _, commit = self.storage.resolve(self.storage.load(type, repo), rev)
+    def tree(self, type: str, repo: str, rev: str, path: str | None = None) -> None:  # noqa: A002
+        _, commit = self.hub.storage.resolve(self._visible_repo(type, repo), rev)
         recursive = (self.query.get("recursive") or ["false"])[0].lower() in ("1", "true")
-        entries = _tree(commit["files"], path or "", recursive)
+        entries = _tree(commit["files"], guard.folder_path(path), recursive)
         if entries is None:
             raise _HttpError(404, f"Folder {path!r} does not exist at {rev}.", "EntryNotFound")
         self._send(200, entries)
 
-    def paths_info(self, body: bytes, type: str, repo: str, rev: str) -> None:  # noqa: A002
-        _, commit = self.storage.resolve(self.storage.load(type, repo), rev)
-        form = parse_qs(body.decode()) if body else {}
+    def paths_info(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
+        _, commit = self.hub.storage.resolve(self._visible_repo(type, repo), rev)
+        body = self._body()
         if self.headers.get("Content-Type", "").startswith("application/json"):
-            form = {"paths": json.loads(body).get("paths", [])}
+            wanted_paths = _json(body).get("paths", [])
+        else:
+            try:
+                wanted_paths = parse_qs(body.decode("utf-8"), max_num_fields=10_000).get("paths", [])
+            except (UnicodeDecodeError, ValueError):
+                raise _HttpError(400, "paths-info takes a form or JSON body with 'paths'.") from None
+        if not isinstance(wanted_paths, list) or not all(isinstance(p, str) for p in wanted_paths):
+            raise _HttpError(400, "'paths' must be a list of strings.")
         files = commit["files"]
         out = []
-        for wanted in form.get("paths", []):
-            wanted = wanted.strip("/")
+        for wanted in wanted_paths:
+            wanted = guard.folder_path(wanted.strip("/"))
             if wanted in files:
                 out.append(_entry_json(wanted, files[wanted]))
             elif any(p.startswith(wanted + "/") for p in files) or wanted == "":
@@ -442,43 +701,49 @@ class _Handler(BaseHTTPRequestHandler):
                             "path": wanted})
         self._send(200, out)
 
-    def create_repo(self, body: bytes) -> None:
-        self._require_token()
-        payload = json.loads(body or b"{}")
-        name = payload.get("name") or ""
-        organization = payload.get("organization")
-        repo_id = f"{organization}/{name}" if organization else (name if "/" in name else f"local-user/{name}")
-        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo_id):
-            raise _HttpError(400, f"Invalid repo name {repo_id!r}.")
-        repo_type = (payload.get("type") or "model") + "s"
-        prefix = "" if repo_type == "models" else f"{repo_type}/"
-        url = f"http://{self.headers.get('Host')}/{prefix}{repo_id}"
+    def _repo_from_payload(self, payload: dict) -> tuple[str, str]:
+        name, organization = payload.get("name"), payload.get("organization")
+        if not isinstance(name, str) or (organization is not None and not isinstance(organization, str)):
+            raise _HttpError(400, "'name' (and 'organization', if given) must be strings.")
+        if organization:
+            repo = f"{organization}/{name}"
+        else:
+            owner = self.identity.name if self.identity else guard.DEFAULT_NAMESPACE
+            repo = name if "/" in name else f"{owner}/{name}"
+        return guard.repo_type_folder(payload.get("type"), singular=True), guard.repo_id(repo)
+
+    def create_repo(self) -> None:
+        payload = _json(self._body())
+        repo_type, repo = self._repo_from_payload(payload)
+        guard.check_writable(self.identity, repo)
+        private = _is_private(payload)
+        url = f"{self.hub.url}/{self._prefix(repo_type)}{repo}"
         try:
-            self.storage.create(repo_type, repo_id, private=_is_private(payload) or False)
-        except _HttpError as error:
+            self.hub.storage.create(repo_type, repo, private=bool(private))
+        except RequestRejected as error:
             error.extra = {"url": url}
             raise
-        self._send(200, {"url": url, "name": repo_id})
+        self._send(200, {"url": url, "name": repo})
 
-    def delete_repo(self, body: bytes) -> None:
-        self._require_token()
-        payload = json.loads(body or b"{}")
-        name, organization = payload.get("name"), payload.get("organization")
-        repo_id = f"{organization}/{name}" if organization else name
-        repo_type = (payload.get("type") or "model") + "s"
-        with self.storage.lock:
-            self.storage.load(repo_type, repo_id)
-            self.storage._repo_file(repo_type, repo_id).unlink()
+    def delete_repo(self) -> None:
+        repo_type, repo = self._repo_from_payload(_json(self._body()))
+        self._writable_repo(repo_type, repo)
+        self.hub.storage.delete(repo_type, repo)
         self._send(200, {})
 
-    def settings(self, body: bytes, type: str, repo: str) -> None:  # noqa: A002
-        self._require_token()
-        payload = json.loads(body or b"{}")
-        self.storage.update_settings(type, repo, private=_is_private(payload), gated=payload.get("gated"))
+    def settings(self, type: str, repo: str) -> None:  # noqa: A002
+        payload = _json(self._body())
+        self._writable_repo(type, repo)
+        gated = payload.get("gated")
+        if gated not in (None, False, "auto", "manual"):
+            raise _HttpError(400, f"'gated' must be false, 'auto' or 'manual', got {gated!r}.")
+        self.hub.storage.update_settings(type, repo, private=_is_private(payload), gated=gated)
         self._send(200, {})
 
-    def validate_yaml(self, body: bytes) -> None:
-        content = json.loads(body or b"{}").get("content", "")
+    def validate_yaml(self) -> None:
+        content = _json(self._body()).get("content", "")
+        if not isinstance(content, str):
+            raise _HttpError(400, "'content' must be a string.")
         match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, flags=re.S)
         try:
             yaml.safe_load(match.group(1) if match else content)
@@ -487,118 +752,209 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, {"errors": [], "warnings": []})
 
-    def preupload(self, body: bytes, type: str, repo: str, rev: str) -> None:  # noqa: A002
-        self._require_token()
-        repo_data = self.storage.load(type, repo)
-        _, commit = self.storage.resolve(repo_data, rev)
+    def preupload(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
+        payload = _json(self._body())
+        repo_data = self._writable_repo(type, repo)
+        oid, commit = self.hub.storage.resolve(repo_data, rev)
+        items = payload.get("files", [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise _HttpError(400, "'files' must be a list of objects.")
         files = []
-        for item in json.loads(body).get("files", []):
-            sample = base64.b64decode(item.get("sample", ""))
-            binary = b"\0" in sample or not item["path"].lower().endswith(_TEXT_SUFFIXES)
-            lfs = binary or item.get("size", 0) > 10 * 1024 * 1024
-            existing = commit["files"].get(item["path"])
-            files.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                          "oid": existing["oid"] if existing else None})
-        self._send(200, {"files": files, "commitOid": self.storage.resolve(repo_data, rev)[0]})
+        for item in items:
+            path, size, sample = guard.file_path(item.get("path")), item.get("size", 0), item.get("sample", "")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(sample, str):
+                raise _HttpError(400, "each file needs an integer 'size' >= 0 and a base64 'sample'.")
+            try:
+                sample_bytes = base64.b64decode(sample, validate=True)
+            except (binascii.Error, ValueError):
+                raise _HttpError(400, f"the sample of {path} is not valid base64.") from None
+            binary = b"\0" in sample_bytes or not path.lower().endswith(_TEXT_SUFFIXES)
+            existing = commit["files"].get(path)
+            files.append({"path": path, "uploadMode": "lfs" if binary or size > 10 * 2**20 else "regular",
+                          "shouldIgnore": False, "oid": existing["oid"] if existing else None})
+        self._send(200, {"files": files, "commitOid": oid})
 
-    def commit(self, body: bytes, type: str, repo: str, rev: str) -> None:  # noqa: A002
-        self._require_token()
-        lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-        header = next((line["value"] for line in lines if line.get("key") == "header"), {})
-        oid = self.storage.commit(type, repo, rev, header, lines)
-        prefix = "" if type == "models" else f"{type}/"
-        host = self.headers.get("Host")
-        self._send(200, {"success": True, "commitOid": oid, "commitUrl": f"http://{host}/{prefix}{repo}/commit/{oid}",
+    def commit(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
+        header, operations = _parse_commit(self._body())  # the whole body, checked, before anything is applied
+        self._writable_repo(type, repo)
+        oid = self.hub.storage.commit(type, repo, rev, header, operations)
+        self._send(200, {"success": True, "commitOid": oid,
+                         "commitUrl": f"{self.hub.url}/{self._prefix(type)}{repo}/commit/{oid}",
                          "commitMessage": header.get("summary", ""), "pullRequestUrl": None})
 
-    def lfs_batch(self, body: bytes, repo: str, prefix: str | None = None) -> None:
-        self._require_token()
-        repo_type = "datasets" if prefix == "datasets" else "spaces" if prefix == "spaces" else "models"
-        self.storage.load(repo_type, repo)
-        payload = json.loads(body)
-        host = self.headers.get("Host")
+    def lfs_batch(self, repo: str, prefix: str | None = None) -> None:
+        repo_type = prefix or "models"
+        payload = _json(self._body())
+        self._writable_repo(repo_type, repo)
+        objects_in = payload.get("objects", [])
+        if not isinstance(objects_in, list) or not all(isinstance(o, dict) for o in objects_in):
+            raise _HttpError(400, "'objects' must be a list of {oid, size} objects.")
         objects = []
-        for obj in payload.get("objects", []):
-            entry = {"oid": obj["oid"], "size": int(obj["size"]), "authenticated": True}
-            if not self.storage.has_blob(obj["oid"]):
-                entry["actions"] = {"upload": {"href": f"http://{host}/api/lfs-upload/{obj['oid']}"}}
+        for obj in objects_in:
+            oid, size = guard.sha256_oid(obj.get("oid")), obj.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise _HttpError(400, f"LFS object {oid}: 'size' must be an integer >= 0.")
+            if size > self.hub.max_upload_bytes:
+                raise _HttpError(413, f"LFS object {oid} of {size} bytes exceeds the upload limit of "
+                                      f"{self.hub.max_upload_bytes} bytes.", "PayloadTooLarge")
+            entry = {"oid": oid, "size": size, "authenticated": True}
+            if not self.hub.storage.has_blob(oid):
+                ticket = self.hub.issue_upload_ticket(oid, size)
+                entry["actions"] = {"upload": {"href": f"{self.hub.url}/api/lfs-upload/{oid}?ticket={ticket}"}}
             objects.append(entry)
         self._send(200, {"transfer": "basic", "objects": objects}, content_type="application/vnd.git-lfs+json")
 
-    def lfs_upload(self, body: bytes, oid: str) -> None:
-        if hashlib.sha256(body).hexdigest() != oid:
-            raise _HttpError(400, f"Uploaded bytes do not hash to {oid}.")
-        self.storage.put_blob(body)
+    def lfs_upload(self, oid: str) -> None:
+        """The upload URL handed out by the LFS batch answer: the ticket in it stands for the writer's token, as a
+        pre-signed storage URL does on the Hub (the client sends no Authorization header there)."""
+        oid = guard.sha256_oid(oid)
+        upload = self.hub.redeem_upload_ticket((self.query.get("ticket") or [""])[0], oid)
+        declared = self._content_length()
+        if declared is not None and declared != upload.size:
+            raise _HttpError(400, f"Content-Length {declared} differs from the {upload.size} bytes announced for "
+                                  f"{oid}.")
+        if not self.hub.storage.has_blob(oid):
+            self.hub.storage.put_blob_stream(self._body_chunks(upload.size), oid, upload.size)
+        else:
+            for _ in self._body_chunks(upload.size):  # already stored by another upload: drain and agree
+                pass
+        self.hub.forget_upload_ticket(oid)
         self._send(200, {})
 
-    def resolve_file(self, body: bytes, repo: str, rev: str, path: str, prefix: str | None = None) -> None:
-        repo_type = "datasets" if prefix == "datasets" else "spaces" if prefix == "spaces" else "models"
-        repo_data = self.storage.load(repo_type, repo)
-        oid, commit = self.storage.resolve(repo_data, rev)
+    def resolve_file(self, repo: str, rev: str, path: str, prefix: str | None = None) -> None:
+        repo_type = prefix or "models"
+        repo_data = self._visible_repo(repo_type, repo)
+        path = guard.file_path(path)
+        oid, commit = self.hub.storage.resolve(repo_data, rev)
         if repo_data["settings"].get("gated"):
             raise _HttpError(403, f"Access to {repo_type[:-1]} {repo} is restricted: you must be authenticated and "
                                   "have accepted its conditions.", "GatedRepo")
         entry = commit["files"].get(path)
         if entry is None:
             raise _HttpError(404, f"Entry not found: {path} at {rev}.", "EntryNotFound")
-        data = self.storage.read_blob(entry["sha256"])
+        size = int(entry["size"])
         etag = entry["sha256"] if entry["lfs"] else entry["oid"]
         headers = {"X-Repo-Commit": oid, "ETag": f'"{etag}"', "Accept-Ranges": "bytes"}
         if entry["lfs"]:
-            headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(entry["size"])})
-        if self.command == "GET" and path == ("config.json" if repo_type == "models" else path):
-            if repo_type == "models":
-                self.storage.count_download(repo_type, repo)
+            headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(size)})
+        if self.command == "GET" and repo_type == "models" and path == "config.json":
+            self.hub.storage.count_download(repo_type, repo)
+        start, end, status = 0, size - 1, 200
         byte_range = self.headers.get("Range")
         if byte_range and self.command == "GET":
-            match = re.fullmatch(r"bytes=(\d*)-(\d*)", byte_range.strip())
-            if not match:
-                raise _HttpError(416, f"Unsupported range {byte_range!r}.")
-            start = int(match.group(1)) if match.group(1) else max(0, len(data) - int(match.group(2)))
-            end = int(match.group(2)) if match.group(1) and match.group(2) else len(data) - 1
-            end = min(end, len(data) - 1)
-            if start > end and data:
-                raise _HttpError(416, f"Range {byte_range!r} outside a file of {len(data)} bytes.")
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            self._send(206, raw=data[start : end + 1], headers=headers, content_type="application/octet-stream")
-            return
-        self._send(200, raw=data, headers=headers, content_type="application/octet-stream")
+            match = re.fullmatch(r"bytes=([0-9]{0,19})-([0-9]{0,19})", byte_range.strip())
+            if not match or not (match.group(1) or match.group(2)):
+                raise _HttpError(416, f"Unsupported range {byte_range[:80]!r}.")
+            if match.group(1):
+                start = int(match.group(1))
+                end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+            else:
+                start = max(0, size - int(match.group(2)))
+            if start > end and size:
+                raise _HttpError(416, f"Range {byte_range[:80]!r} outside a file of {size} bytes.")
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            status = 206
+        with self.hub.storage.open_blob(entry["sha256"]) as handle:
+            self._start(status, max(0, end - start + 1), headers, "application/octet-stream")
+            if self.command == "HEAD":
+                return
+            handle.seek(start)
+            left = max(0, end - start + 1)
+            while left:
+                piece = handle.read(min(left, _CHUNK))
+                if not piece:
+                    raise ConnectionError("blob shorter than recorded")  # cannot happen with atomic blob writes
+                self.wfile.write(piece)
+                left -= len(piece)
 
 
-_ROUTES = [
-    ("GET", r"/api/whoami-v2", _Handler.whoami),
-    ("GET", rf"/api/{_TYPE}", _Handler.list_repos),
-    ("GET", rf"/api/{_TYPE}/{_REPO}/revision/(?P<rev>[^/]+)", _Handler.repo_info),
-    ("GET", rf"/api/{_TYPE}/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", _Handler.tree),
-    ("POST", rf"/api/{_TYPE}/{_REPO}/paths-info/(?P<rev>[^/]+)", _Handler.paths_info),
-    ("POST", rf"/api/{_TYPE}/{_REPO}/preupload/(?P<rev>[^/]+)", _Handler.preupload),
-    ("POST", rf"/api/{_TYPE}/{_REPO}/commit/(?P<rev>[^/]+)", _Handler.commit),
-    ("PUT", rf"/api/{_TYPE}/{_REPO}/settings", _Handler.settings),
-    ("GET", rf"/api/{_TYPE}/{_REPO}", _Handler.repo_info),
-    ("POST", r"/api/repos/create", _Handler.create_repo),
-    ("DELETE", r"/api/repos/delete", _Handler.delete_repo),
-    ("POST", r"/api/validate-yaml", _Handler.validate_yaml),
-    ("PUT", r"/api/lfs-upload/(?P<oid>[0-9a-f]{64})", _Handler.lfs_upload),
-    ("POST", rf"/(?:(?P<prefix>datasets|spaces)/)?{_REPO}\.git/info/lfs/objects/batch", _Handler.lfs_batch),
-    ("GET", rf"/(?:(?P<prefix>datasets|spaces)/)?{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _Handler.resolve_file),
+_ROUTES = [  # (method, path pattern, handler, needs a token)
+    ("GET", r"/api/whoami-v2", _Handler.whoami, False),
+    ("GET", rf"/api/{_TYPE}", _Handler.list_repos, False),
+    ("GET", rf"/api/{_TYPE}/{_REPO}/revision/(?P<rev>{_SEGMENT})", _Handler.repo_info, False),
+    ("GET", rf"/api/{_TYPE}/{_REPO}/tree/(?P<rev>{_SEGMENT})(?:/(?P<path>.*))?", _Handler.tree, False),
+    ("POST", rf"/api/{_TYPE}/{_REPO}/paths-info/(?P<rev>{_SEGMENT})", _Handler.paths_info, False),
+    ("POST", rf"/api/{_TYPE}/{_REPO}/preupload/(?P<rev>{_SEGMENT})", _Handler.preupload, True),
+    ("POST", rf"/api/{_TYPE}/{_REPO}/commit/(?P<rev>{_SEGMENT})", _Handler.commit, True),
+    ("PUT", rf"/api/{_TYPE}/{_REPO}/settings", _Handler.settings, True),
+    ("GET", rf"/api/{_TYPE}/{_REPO}", _Handler.repo_info, False),
+    ("POST", r"/api/repos/create", _Handler.create_repo, True),
+    ("DELETE", r"/api/repos/delete", _Handler.delete_repo, True),
+    ("POST", r"/api/validate-yaml", _Handler.validate_yaml, False),
+    ("PUT", r"/api/lfs-upload/(?P<oid>[0-9a-f]{64})", _Handler.lfs_upload, False),  # the ticket authorises it
+    ("POST", rf"/(?:(?P<prefix>datasets|spaces)/)?{_REPO}\.git/info/lfs/objects/batch", _Handler.lfs_batch, True),
+    ("GET", rf"/(?:(?P<prefix>datasets|spaces)/)?{_REPO}/resolve/(?P<rev>{_SEGMENT})/(?P<path>.+)",
+     _Handler.resolve_file, False),
 ]
+
+
+class _Server(ThreadingHTTPServer):
+    """Threads per connection, at most ``max_connections`` at once; past that a client gets 503 at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple, handler: type, *, ipv6: bool, max_connections: int):
+        self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            body = b'{"error": "The local hub is serving too many connections; try again."}'
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 @dataclass
 class LocalHub:
-    """A running local hub: ``url`` goes into ``HF_ENDPOINT``; ``storage`` seeds settings such as downloads."""
+    """A running local hub: ``url`` goes into ``HF_ENDPOINT``; ``storage`` seeds settings such as downloads.
+
+    ``tokens`` is an :class:`AccessPolicy` or the path of a tokens file (see ``hub_guard``); None lets any bearer
+    token write anywhere, which is safe only because the server listens on loopback alone.
+    """
 
     root: Path
     host: str = "127.0.0.1"
     port: int = 0
+    tokens: AccessPolicy | str | os.PathLike | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    timeout: float = DEFAULT_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     storage: HubStorage = field(init=False)
-    _server: ThreadingHTTPServer | None = field(init=False, default=None, repr=False)
+    policy: AccessPolicy = field(init=False)
+    _server: _Server | None = field(init=False, default=None, repr=False)
     _thread: threading.Thread | None = field(init=False, default=None, repr=False)
+    _uploads: dict[str, _Upload] = field(init=False, default_factory=dict, repr=False)
+    _uploads_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.host not in LOOPBACK:
             raise HubServerError(f"the local hub binds to loopback only (127.0.0.1, localhost or ::1), got "
                                  f"{self.host!r}")
+        for name in ("max_body_bytes", "max_upload_bytes", "max_connections"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise HubServerError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.timeout > 0:
+            raise HubServerError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if isinstance(self.tokens, AccessPolicy):
+            self.policy = self.tokens
+        else:
+            self.policy = AccessPolicy() if self.tokens is None else AccessPolicy.from_file(self.tokens)
         self.root = Path(self.root)
         self.storage = HubStorage(self.root)
 
@@ -606,16 +962,52 @@ class LocalHub:
     def url(self) -> str:
         if self._server is None:
             raise HubServerError("the local hub is not running; call start() or use it as a context manager")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        host = "[::1]" if self.host == "::1" else "127.0.0.1"
+        return f"http://{host}:{self._server.server_address[1]}"
+
+    def describe(self) -> str:
+        """What the server promises, as its startup line states it."""
+        return (f"loopback only; {self.policy.describe()}; private repositories are visible only to tokens of "
+                f"their namespace; request bodies up to {self.max_body_bytes} bytes, LFS uploads up to "
+                f"{self.max_upload_bytes} bytes; clients silent for {self.timeout:g} s are disconnected")
 
     def start(self) -> LocalHub:
-        handler = type("Handler", (_Handler,), {"storage": self.storage})
-        self._server = ThreadingHTTPServer(("127.0.0.1" if self.host == "localhost" else self.host, self.port),
-                                           handler)
-        self._server.daemon_threads = True
+        handler = type("Handler", (_Handler,), {"hub": self})
+        ipv6 = self.host == "::1"
+        if ipv6 and not socket.has_ipv6:
+            raise HubServerError("--host ::1 needs IPv6, which this Python was built without; use 127.0.0.1")
+        address = ("::1" if ipv6 else "127.0.0.1", self.port)
+        try:
+            self._server = _Server(address, handler, ipv6=ipv6, max_connections=self.max_connections)
+        except OSError as error:
+            raise HubServerError(f"cannot listen on {address[0]} port {self.port}: {error.strerror or error}"
+                                 + ("; this machine has no IPv6 loopback, use 127.0.0.1" if ipv6 else "")) from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-hub", daemon=True)
         self._thread.start()
         return self
+
+    def issue_upload_ticket(self, oid: str, size: int) -> str:
+        ticket = secrets.token_urlsafe(32)
+        with self._uploads_lock:
+            now = time.monotonic()
+            for stale in [t for t, u in self._uploads.items() if u.expires < now]:
+                del self._uploads[stale]
+            self._uploads[ticket] = _Upload(oid, size, now + UPLOAD_TICKET_SECONDS)
+        return ticket
+
+    def redeem_upload_ticket(self, ticket: str, oid: str) -> _Upload:
+        with self._uploads_lock:
+            for known, upload in self._uploads.items():
+                if hmac.compare_digest(known.encode(), ticket.encode()) and upload.oid == oid \
+                        and upload.expires >= time.monotonic():
+                    return upload
+        raise _HttpError(401, "An LFS upload needs the URL (with its ticket) from an authenticated LFS batch request.",
+                         "Unauthorized")
+
+    def forget_upload_ticket(self, oid: str) -> None:
+        with self._uploads_lock:
+            for ticket in [t for t, u in self._uploads.items() if u.oid == oid]:
+                del self._uploads[ticket]
 
     def serve_forever(self) -> None:
         """Serve until interrupted (Ctrl-C)."""
@@ -646,4 +1038,4 @@ def hub_environment(url: str, home: str | os.PathLike, token: str = "hf_local_du
             "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}
 
 
-__all__ = ["HubServerError", "HubStorage", "LocalHub", "hub_environment"]
+__all__ = ["AccessPolicy", "HubServerError", "HubStorage", "LocalHub", "hub_environment"]
