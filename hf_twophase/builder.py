@@ -11,7 +11,6 @@ and the build goes on.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 from transformers import TrainerCallback
 
+from .atomic import read_json, write_json_atomic
 from .benchmarks import BenchmarkSpec, get_benchmark
 from .candidates import Candidate, accuracy, prepare, save_trained
 from .errors import SelectionError
@@ -71,19 +71,45 @@ def _cell_file(out: Path, model: str, benchmark: str) -> Path:
     return out / "cells" / f"{safe}.{key}.json"
 
 
-def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+def recipe(config: BuildConfig) -> dict:
+    """The settings that decide what a cell holds (where it trains does not, so ``use_cpu`` is left out)."""
+    out = asdict(config)
+    out.pop("use_cpu", None)
+    return out
+
+
+def cells_to_train(grid: Sequence[tuple], out: Path, config: BuildConfig, *, overwrite: bool = False) -> list[tuple]:
+    """The cells of ``grid`` (model, name, spec) that still need training. A finished cell trained with other
+    settings is an error unless ``overwrite`` (then it is trained again): reusing it would silently mix recipes."""
+    wanted = recipe(config)
+    todo, differing = [], {}
+    for cell in grid:
+        path = _cell_file(out, cell[1], cell[2].name)
+        if not path.is_file():
+            todo.append(cell)
+            continue
+        saved = read_json(path, what="matrix cell", hint="delete it to train that cell again").get("config") or {}
+        saved = {k: v for k, v in saved.items() if k != "use_cpu"}
+        if saved != wanted:
+            todo.append(cell)
+            for key in sorted(set(saved) | set(wanted)):
+                if saved.get(key) != wanted.get(key):
+                    differing[key] = (saved.get(key), wanted.get(key))
+    if differing and not overwrite:
+        changed = sum(1 for cell in todo if _cell_file(out, cell[1], cell[2].name).is_file())
+        what = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differing.items())
+        raise SelectionError(f"{changed} finished cell(s) under {out} were trained with other settings ({what}); "
+                             "pass overwrite=True (--overwrite) to train them again, or choose another output folder")
+    return todo
 
 
 def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig, work: Path,
                save_to: Path | None = None) -> list[dict]:
     """Fine-tune one model on one benchmark; return its records (one per evaluation). With ``save_to``, also keep
     the fine-tuned model there (how derived models for a repository are made)."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
+    set_seed(config.seed)  # before anything random is drawn: the new head, dropout, the data order
     candidate = Candidate.of(model)
     train, validation, test = spec.load(seed=config.seed)
     if config.train_subset:
@@ -107,6 +133,7 @@ def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig,
     trainer = Trainer(model=prepared.model, args=args, train_dataset=prepared.train_dataset,
                       eval_dataset=prepared.eval_dataset, data_collator=prepared.data_collator,
                       compute_metrics=accuracy, callbacks=[recorder])
+    trainer.remove_callback(PrinterCallback)  # the recorder keeps what matters; raw log dicts are noise on stdout
     trainer.train()
     if not recorder.points or recorder.points[-1][3] != trainer.state.global_step:
         trainer.evaluate()  # the last step always has a curve point
@@ -130,12 +157,14 @@ def build_matrix(
     *,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
 ) -> PerformanceMatrix:
     """Train every missing cell, then write `records.parquet` from every finished one (and return it).
 
     `shard=(i, n)` trains only the cells whose position in the models x benchmarks grid is i modulo n: n workers (one
     per GPU, or tasks on any scheduler) share one output folder, each cell file is written atomically by the one
-    worker that owns it, and `collect` afterwards gathers them all."""
+    worker that owns it, and `collect` afterwards gathers them all. Finished cells are reused only if they were
+    trained with the same settings (see `cells_to_train`)."""
     from tqdm.auto import tqdm
 
     config = config or BuildConfig()
@@ -148,7 +177,7 @@ def build_matrix(
         if not 0 <= index < count:
             raise SelectionError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
         grid = [cell for position, cell in enumerate(grid) if position % count == index]
-    todo = [(m, n, s) for m, n, s in grid if not _cell_file(out, n, s.name).is_file()]
+    todo = cells_to_train(grid, out, config, overwrite=overwrite)
     for model, name, spec in tqdm(todo, desc="matrix cells", disable=not progress):
         run_cell(model, name, spec, config, out)
     return collect(out)
@@ -166,7 +195,7 @@ def run_cell(model: str | Candidate, name: str, spec: BenchmarkSpec, config: Bui
         record = {"model": name, "benchmark": spec.name, "status": "failed",
                   "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
     record.update(seconds=round(time.perf_counter() - start, 3), config=asdict(config))
-    _write_atomic(cell, record)
+    write_json_atomic(cell, record)
     return record["status"]
 
 
@@ -178,6 +207,7 @@ def build_matrix_on_ray(
     *,
     gpus_per_cell: float | None = None,
     progress: bool = True,
+    overwrite: bool = False,
     **init_kwargs,
 ) -> PerformanceMatrix:
     """The same cells as Ray tasks (``pip install hf-twophase[ray]``): one task per missing cell, each writing its
@@ -194,8 +224,8 @@ def build_matrix_on_ray(
     out = Path(out_dir).resolve()
     specs = [b if isinstance(b, BenchmarkSpec) else get_benchmark(b) for b in benchmarks]
     names = [Candidate.of(m).name for m in models]
-    todo = [(m, n, s) for m, n in zip(models, names, strict=True) for s in specs
-            if not _cell_file(out, n, s.name).is_file()]
+    todo = cells_to_train([(m, n, s) for m, n in zip(models, names, strict=True) for s in specs], out, config,
+                          overwrite=overwrite)
     if todo:
         if not ray.is_initialized():
             ray.init(**{"include_dashboard": False, "log_to_driver": False, **init_kwargs})
@@ -240,12 +270,12 @@ def collect(out_dir: str | os.PathLike) -> PerformanceMatrix:
     out = Path(out_dir)
     rows, failed = [], []
     for f in sorted((out / "cells").glob("*.json")):
-        cell = json.loads(f.read_text())
+        cell = read_json(f, what="matrix cell", hint="delete it to train that cell again")
         if cell["status"] == "done":
             rows.extend(cell["rows"])
         else:
             failed.append({"model": cell["model"], "benchmark": cell["benchmark"], "reason": cell.get("reason")})
-    (out / "failed.json").write_text(json.dumps(failed, indent=2))
+    write_json_atomic(out / "failed.json", failed, indent=2)
     if not rows:
         raise SelectionError(f"no matrix cell finished under {out}; {len(failed)} failed (see failed.json)")
     matrix = PerformanceMatrix(pd.DataFrame(rows), source=str(out / "records.parquet"))

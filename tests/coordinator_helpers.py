@@ -34,15 +34,15 @@ def make_data(n: int, seed: int) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"text": texts, "label": labels.tolist()}, features=features)
 
 
-def make_candidates(folder: Path, hidden=HIDDEN, layers: int = 1) -> list[str]:
+def make_candidates(folder: Path, hidden=HIDDEN, layers: int = 1, num_labels: int = 2) -> list[str]:
     tok = tf.AutoTokenizer.from_pretrained(os.environ.get("HF_TWOPHASE_TEST_TOKENIZER") or minilm_path())
     paths = []
     for i, h in enumerate(hidden):
-        path = folder / f"cand{i}-h{h}-l{layers}"
+        path = folder / (f"cand{i}-h{h}-l{layers}" + (f"-c{num_labels}" if num_labels != 2 else ""))
         if not path.exists():
             torch.manual_seed(i)
             config = tf.BertConfig(vocab_size=tok.vocab_size, hidden_size=h, num_hidden_layers=layers,
-                                   num_attention_heads=2, intermediate_size=2 * h, num_labels=2)
+                                   num_attention_heads=2, intermediate_size=2 * h, num_labels=num_labels)
             tf.BertForSequenceClassification(config).save_pretrained(path)
             tok.save_pretrained(path)
         paths.append(str(path))
