@@ -31,9 +31,9 @@ import transformers as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hf_twophase.background_checkpoints as checkpoints  # noqa: E402
+import hf_twophase.trainer.checkpoints as checkpoints  # noqa: E402
 from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
-from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
+from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
 
 

@@ -21,11 +21,11 @@ import transformers as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
-from hf_twophase.callback import FineSelectionCallback  # noqa: E402
-from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
-from hf_twophase.report import SelectionReport  # noqa: E402
-from hf_twophase.select_job import main as select_main  # noqa: E402
-from hf_twophase.selection_state import DirectorySelectionState  # noqa: E402
+from hf_twophase.cli.select import main as select_main  # noqa: E402
+from hf_twophase.trainer.callback import FineSelectionCallback  # noqa: E402
+from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
+from hf_twophase.trainer.report import SelectionReport  # noqa: E402
+from hf_twophase.trainer.state import DirectorySelectionState  # noqa: E402
 
 ADDED = [  # (owner, method, label): work the coordinator adds
     (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (SelectionCoordinator, "_finish", "finish"),

@@ -36,11 +36,11 @@ import transformers as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
-from hf_twophase.candidates import Candidate, accuracy, prepare  # noqa: E402
-from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
-from hf_twophase.proxy.data import detect_columns  # noqa: E402
-from hf_twophase.report import SelectionReport  # noqa: E402
-from hf_twophase.selection_state import DirectorySelectionState  # noqa: E402
+from hf_twophase.inputs.columns import detect_columns  # noqa: E402
+from hf_twophase.trainer.candidates import Candidate, accuracy, prepare  # noqa: E402
+from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
+from hf_twophase.trainer.report import SelectionReport  # noqa: E402
+from hf_twophase.trainer.state import DirectorySelectionState  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
 
 

@@ -82,7 +82,7 @@ def build(name: str, tokenizer_path: str | None):
         proc = tf.ViTImageProcessor(size={"height": 224, "width": 224})
         return tf.ViTForImageClassification(config), {"image_processor": proc}, "image"
     if name == "efficientnet-lite0":
-        from hf_twophase.packaged import efficientnet_lite
+        from hf_twophase.inputs.packaged import efficientnet_lite
 
         return efficientnet_lite(0, pretrained=False), {}, "image"
     raise SystemExit(f"unknown model {name}")
@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.tokenizer is None and args.model in ("bert-base", "tiny-bert", "minilm"):
-        from hf_twophase.packaged import minilm_path
+        from hf_twophase.inputs.packaged import minilm_path
 
         args.tokenizer = str(minilm_path())
     torch.manual_seed(0)

@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from hf_twophase import ClusteringConfig, PerformanceMatrix, Phase1, read_proxy_scores
-from hf_twophase.phase1 import proxy_lookup
-from hf_twophase.recall import normaliser_for
+from hf_twophase.method.phase1 import proxy_lookup
+from hf_twophase.method.recall import normaliser_for
 
 
 def evaluate(ranked: list[str], truth: dict[str, float], k: int) -> tuple[bool, float]:

@@ -12,8 +12,8 @@ import argparse
 import time
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.policies import make_fine_selection
-from hf_twophase.replay import CurveCube, replay, replay_target, summarise
+from hf_twophase.method.policies import make_fine_selection
+from hf_twophase.method.replay import CurveCube, replay, replay_target, summarise
 
 POLICIES = [  # (label, policy, variant, growth)
     ("successive halving", "successive-halving", None, 1.0),

@@ -15,8 +15,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.replay import CurveCube
-from hf_twophase.trends import GainTrendPredictor, PaperTrendPredictor
+from hf_twophase.method.replay import CurveCube
+from hf_twophase.method.trends import GainTrendPredictor, PaperTrendPredictor
 
 
 def main() -> None:

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import transformers as tf
 
-from hf_twophase.callback import FineSelectionCallback
-from hf_twophase.candidates import accuracy
-from hf_twophase.policies import StageSchedule, SuccessiveHalving
-from hf_twophase.selection_state import DirectorySelectionState
+from hf_twophase.method.policies import StageSchedule, SuccessiveHalving
+from hf_twophase.trainer.callback import FineSelectionCallback
+from hf_twophase.trainer.candidates import accuracy
+from hf_twophase.trainer.state import DirectorySelectionState
 
 
 def demo_models(folder: Path) -> list[str]:
-    from hf_twophase.packaged import minilm_path
+    from hf_twophase.inputs.packaged import minilm_path
 
     tok = tf.AutoTokenizer.from_pretrained(minilm_path())
     paths = []

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.replay import replay, summarise
-from hf_twophase.synthetic import synthetic_records
+from hf_twophase.method.replay import replay, summarise
+from hf_twophase.records.synthetic import synthetic_records
 
 
 def main() -> None:

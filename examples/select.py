@@ -15,7 +15,7 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-from hf_twophase.select_job import main  # noqa: E402
+from hf_twophase.cli.select import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,12 +5,11 @@ cluster representatives only; phase 2 fine-tunes the recalled models in stages a
 from each model's own convergence trends. See README.md.
 """
 
-from .clustering import Clustering, ClusteringConfig, cluster_models
-from .engine import SelectionRun
-from .errors import HFTwoPhaseError, RecordsError, SelectionError
-from .matrix import PerformanceMatrix, read_proxy_scores
-from .phase1 import Phase1
-from .policies import (
+from hf_twophase.errors import HFTwoPhaseError, RecordsError, SelectionError
+from hf_twophase.method.clustering import Clustering, ClusteringConfig, cluster_models
+from hf_twophase.method.engine import SelectionRun
+from hf_twophase.method.phase1 import Phase1
+from hf_twophase.method.policies import (
     BruteForce,
     Decision,
     FineSelection,
@@ -19,17 +18,18 @@ from .policies import (
     TwoPhase,
     make_fine_selection,
 )
-from .recall import RecallResult, coarse_recall
-from .trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor
-
-__version__ = "0.1.0"
+from hf_twophase.method.recall import RecallResult, coarse_recall
+from hf_twophase.method.trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor
+from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores
+from hf_twophase.version import __version__
 
 _LAZY = {  # torch-heavy pieces load on first use, so the CLI and the pure algorithms start fast
     "LEEPScorer": "hf_twophase.proxy", "LogMEScorer": "hf_twophase.proxy", "ProxyConfig": "hf_twophase.proxy",
     "ProxyResult": "hf_twophase.proxy", "RepoSelector": "hf_twophase.selector",
     "SelectorConfig": "hf_twophase.selector",
-    "SelectionCoordinator": "hf_twophase.coordinator", "FineSelectionCallback": "hf_twophase.callback",
-    "LocalHub": "hf_twophase.hub_server",
+    "SelectionCoordinator": "hf_twophase.trainer.coordinator", "FineSelectionCallback": "hf_twophase.trainer.callback",
+    "LocalHub": "hf_twophase.hub.server", "load_matrix": "hf_twophase.hub.client",
+    "push_matrix": "hf_twophase.hub.client",
 }
 
 
@@ -70,7 +70,9 @@ __all__ = [
     "TwoPhase",
     "__version__",
     "cluster_models",
+    "load_matrix",
     "coarse_recall",
     "make_fine_selection",
+    "push_matrix",
     "read_proxy_scores",
 ]

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import HFTwoPhaseError
+from hf_twophase.errors import HFTwoPhaseError
 
 _counter = iter(range(1 << 62))
 _counter_lock = threading.Lock()

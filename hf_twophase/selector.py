@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from .clustering import ClusteringConfig, mean_scores
-from .errors import HFTwoPhaseError, SelectionError
-from .matrix import PerformanceMatrix
-from .proxy.data import detect_columns
-from .proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
-from .recall import normaliser_for
+from hf_twophase.errors import HFTwoPhaseError, SelectionError
+from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.method.clustering import ClusteringConfig, mean_scores
+from hf_twophase.method.recall import normaliser_for
+from hf_twophase.proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
+from hf_twophase.records.matrix import PerformanceMatrix
 
 TASKS = ("text-classification", "image-classification")
 _PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
@@ -105,7 +105,7 @@ def resolve_matrix(matrix: PerformanceMatrix | str | os.PathLike, *, revision: s
     text = str(matrix)
     if path.suffix in (".csv", ".parquet") or text.startswith((".", "/", "~")) or text.count("/") > 1:
         raise SelectionError(f"matrix file {matrix} does not exist (a Hub matrix is named 'namespace/name')")
-    from .hub import load_matrix
+    from hf_twophase.hub.client import load_matrix
 
     return load_matrix(str(matrix), revision=revision, token=token)
 
@@ -170,7 +170,7 @@ class RepoSelector:
         are listed as skipped with their reason."""
         from huggingface_hub import HfApi
 
-        from .hub import hub_errors
+        from hf_twophase.hub.client import hub_errors
 
         if task not in TASKS:
             raise SelectionError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -256,7 +256,7 @@ class RepoSelector:
         """Phase 1 on ``dataset`` (a labelled ``datasets.Dataset``): cluster the warm models, score only the
         representatives (and up to ``cold_budget`` cold models), recall the top ``k``. A model that fails to load
         is skipped with its reason and its cluster is represented by another member."""
-        from .phase1 import Phase1
+        from hf_twophase.method.phase1 import Phase1
 
         k = self.config.k if k is None else k
         self.check_k(k)
@@ -327,9 +327,9 @@ class RepoSelector:
                recall: RecallOutcome | None = None, resume: bool = False, **coordinator_kwargs: Any):
         """Recall on ``train_dataset`` (unless ``recall`` is given), then fine-select among the recalled models with
         real Trainers; returns the coordinator's ``SelectionResult`` (trained winner, report, files)."""
-        from .coordinator import SelectionCoordinator
-        from .live_policy import live_policy
-        from .report import CandidateReport
+        from hf_twophase.method.live_policy import live_policy
+        from hf_twophase.trainer.coordinator import SelectionCoordinator
+        from hf_twophase.trainer.report import CandidateReport
 
         columns = {key: coordinator_kwargs[key] for key in
                    ("label_column", "text_column", "text_pair_column", "image_column") if key in coordinator_kwargs}

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 
-from hf_twophase.hub_server import LocalHub, hub_environment
+from hf_twophase.hub.server import LocalHub, hub_environment
 
 if "HF_TWOPHASE_TEST_HUB" in os.environ:  # imported a second time under another name: keep the first hub
     raise ImportError("import the test helpers from `conftest`, not `tests.conftest`: importing it twice would start "

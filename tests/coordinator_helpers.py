@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import transformers as tf
 
-from hf_twophase.packaged import minilm_path
+from hf_twophase.inputs.packaged import minilm_path
 
 HIDDEN = (32, 8, 16, 24)
 
@@ -56,7 +56,7 @@ def training_args(output_dir: Path, max_steps: int = 40, **kw) -> tf.TrainingArg
 
 
 if __name__ == "__main__":  # the process the resume test kills mid-selection
-    from hf_twophase.coordinator import SelectionCoordinator
+    from hf_twophase.trainer.coordinator import SelectionCoordinator
 
     folder, out = Path(sys.argv[1]), Path(sys.argv[2])
     background = os.environ.get("HF_TWOPHASE_TEST_BACKGROUND_CHECKPOINTS") == "1"  # else the default (in place on CPU)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hf_twophase.coordinator import SelectionCoordinator  # noqa: E402
+from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ import safetensors.torch
 import torch
 import transformers as tf
 
-from hf_twophase.background_checkpoints import (
+from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.trainer.candidates import Candidate, prepare
+from hf_twophase.trainer.checkpoints import (
     COMPLETE_MARKER,
     BackgroundCheckpointTrainer,
     CheckpointWriter,
@@ -19,8 +21,6 @@ from hf_twophase.background_checkpoints import (
     share_identical_weights,
     unshare_weights,
 )
-from hf_twophase.candidates import Candidate, prepare
-from hf_twophase.proxy.data import detect_columns
 from tests.coordinator_helpers import make_candidates, make_data, training_args
 
 

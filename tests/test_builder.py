@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.benchmarks import REGISTRY, get_benchmark
-from hf_twophase.builder import build_matrix
+from hf_twophase.build.benchmarks import REGISTRY, get_benchmark
+from hf_twophase.build.builder import build_matrix
 from hf_twophase.errors import SelectionError
 from tests.builder_helpers import BENCHMARKS, CONFIG
 from tests.coordinator_helpers import make_candidates
@@ -81,7 +81,7 @@ def test_registry_has_the_papers_benchmarks_and_packaged_ones():
 
 
 def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
-    from hf_twophase.builder import collect
+    from hf_twophase.build.builder import collect
 
     models_dir = tmp_path / "m"
     models = make_candidates(models_dir, hidden=(32, 8, 16))
@@ -99,7 +99,7 @@ def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
 
 def test_ray_tasks_build_the_same_records(tmp_path):
     ray = pytest.importorskip("ray")
-    from hf_twophase.builder import build_matrix_on_ray
+    from hf_twophase.build.builder import build_matrix_on_ray
 
     models = make_candidates(tmp_path / "m", hidden=(32, 8))
     straight = build_matrix(models, BENCHMARKS, tmp_path / "straight", CONFIG, progress=False)

@@ -8,10 +8,10 @@ import torch
 import transformers as tf
 
 from hf_twophase import SelectionError, StageSchedule, SuccessiveHalving
-from hf_twophase.callback import FineSelectionCallback
-from hf_twophase.candidates import Candidate, accuracy, prepare
-from hf_twophase.proxy.data import detect_columns
-from hf_twophase.selection_state import DirectorySelectionState, SelectionState
+from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.trainer.callback import FineSelectionCallback
+from hf_twophase.trainer.candidates import Candidate, accuracy, prepare
+from hf_twophase.trainer.state import DirectorySelectionState, SelectionState
 from tests.coordinator_helpers import make_candidates, make_data, training_args
 
 

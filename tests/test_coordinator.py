@@ -14,12 +14,12 @@ import torch
 import transformers as tf
 
 from hf_twophase import SelectionError
-from hf_twophase.background_checkpoints import COMPLETE_MARKER
-from hf_twophase.candidates import Candidate, prepare
-from hf_twophase.coordinator import SelectionCoordinator
-from hf_twophase.policies import SelectionPolicy, StageSchedule
+from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.method.policies import SelectionPolicy, StageSchedule
 from hf_twophase.proxy import DatasetError
-from hf_twophase.proxy.data import detect_columns
+from hf_twophase.trainer.candidates import Candidate, prepare
+from hf_twophase.trainer.checkpoints import COMPLETE_MARKER
+from hf_twophase.trainer.coordinator import SelectionCoordinator
 from tests.coordinator_helpers import make_candidates, make_data, training_args
 
 pytestmark = pytest.mark.slow

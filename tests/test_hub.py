@@ -14,9 +14,9 @@ import pytest
 from huggingface_hub import HfApi
 
 from hf_twophase.errors import RecordsError
-from hf_twophase.hub import HubError, load_matrix
-from hf_twophase.hub_server import HubServerError, LocalHub
-from hf_twophase.matrix import PerformanceMatrix
+from hf_twophase.hub.client import HubError, load_matrix, push_matrix
+from hf_twophase.hub.server import HubServerError, LocalHub
+from hf_twophase.records.matrix import PerformanceMatrix
 
 
 def unique(name: str) -> str:
@@ -71,37 +71,37 @@ def test_repo_api_basics(local_hub):
 def test_matrix_round_trip_merge_and_revision(local_hub):
     repo = unique("matrix")
     first = curves({"org/m1": 0.8, "org/m2": 0.6})
-    commit = first.push_to_hub(repo, task="text-classification")
-    back = PerformanceMatrix.from_hub(repo)
+    commit = push_matrix(first, repo, task="text-classification")
+    back = load_matrix(repo)
     pd.testing.assert_frame_equal(back.records.reset_index(drop=True), first.records.reset_index(drop=True),
                                   check_dtype=False)
 
     # a second push merges; on a clash what is published wins unless overwrite
     second = curves({"org/m2": 0.1, "org/m3": 0.7})
-    second.push_to_hub(repo)
-    merged = PerformanceMatrix.from_hub(repo)
+    push_matrix(second, repo)
+    merged = load_matrix(repo)
     assert merged.models == ["org/m1", "org/m2", "org/m3"]
     assert merged.final_scores().loc["org/m2", "a"] == pytest.approx(0.6)
-    second.push_to_hub(repo, overwrite=True)
-    assert PerformanceMatrix.from_hub(repo).final_scores().loc["org/m2", "a"] == pytest.approx(0.1)
+    push_matrix(second, repo, overwrite=True)
+    assert load_matrix(repo).final_scores().loc["org/m2", "a"] == pytest.approx(0.1)
 
     # proxy scores travel in their own Parquet file, merged the same way
-    from hf_twophase.hub import load_proxy_table
+    from hf_twophase.hub.client import load_proxy_table
 
     assert load_proxy_table(repo) is None
     proxy = pd.DataFrame({"model": ["org/m1"], "dataset": ["a"], "method": ["leep"], "score": [-0.5]})
-    second.push_to_hub(repo, proxy=proxy)
+    push_matrix(second, repo, proxy=proxy)
     assert load_proxy_table(repo).to_dict("records") == proxy.to_dict("records")
 
     # the first commit is still there
-    assert PerformanceMatrix.from_hub(repo, revision=commit).models == ["org/m1", "org/m2"]
+    assert load_matrix(repo, revision=commit).models == ["org/m1", "org/m2"]
 
     # datasets reads the same Parquet through the card's configs
     import datasets
 
     loaded = datasets.load_dataset(repo, split="train")
     assert set(["model", "dataset", "step", "val", "test", "cost"]) <= set(loaded.column_names)
-    assert len(loaded) == len(PerformanceMatrix.from_hub(repo))
+    assert len(loaded) == len(load_matrix(repo))
 
 
 def test_matrix_card_renders_real_values(local_hub):
@@ -109,7 +109,7 @@ def test_matrix_card_renders_real_values(local_hub):
 
     repo = unique("card")
     matrix = curves({"org/alpha": 0.812, "org/beta": 0.55}, datasets=("digits", "mnist"))
-    matrix.push_to_hub(repo, task="image-classification", provenance="Built by the card test.")
+    push_matrix(matrix, repo, task="image-classification", provenance="Built by the card test.")
     card = DatasetCard.load(repo, repo_type="dataset")
     assert card.data.task_categories == ["image-classification"]
     assert card.data.configs[0]["data_files"][0]["path"] == "data/records.parquet"
@@ -132,7 +132,7 @@ def test_schema_mismatch_names_missing_columns(local_hub):
 def test_missing_repo_and_unreachable_hub_are_one_clear_error(local_hub, tmp_path):
     with pytest.raises(HubError, match="no such repository"):
         load_matrix(unique("nothing-here"))
-    code = ("from hf_twophase.hub import load_matrix, HubError\n"
+    code = ("from hf_twophase.hub.client import load_matrix, HubError\n"
             "try:\n    load_matrix('org/matrix')\nexcept HubError as e:\n    print('HUBERROR', e)\n")
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -181,7 +181,7 @@ def test_a_concurrent_push_is_merged_not_lost(local_hub, monkeypatch):
     from huggingface_hub import HfApi as Api
 
     repo = unique("race")
-    curves({"org/first": 0.5}).push_to_hub(repo)
+    push_matrix(curves({"org/first": 0.5}), repo)
     real_info = Api.dataset_info
     calls = {"n": 0}
 
@@ -190,11 +190,11 @@ def test_a_concurrent_push_is_merged_not_lost(local_hub, monkeypatch):
         calls["n"] += 1
         if calls["n"] == 1:  # someone else pushes between our read and our commit
             monkeypatch.setattr(Api, "dataset_info", real_info)
-            curves({"org/rival": 0.6}).push_to_hub(repo)
+            push_matrix(curves({"org/rival": 0.6}), repo)
             monkeypatch.setattr(Api, "dataset_info", stale_info)
         return info
 
     monkeypatch.setattr(Api, "dataset_info", stale_info)
-    curves({"org/mine": 0.7}).push_to_hub(repo)
+    push_matrix(curves({"org/mine": 0.7}), repo)
     assert calls["n"] >= 2  # the stale parent was refused and the push merged again
-    assert PerformanceMatrix.from_hub(repo).models == ["org/first", "org/mine", "org/rival"]
+    assert load_matrix(repo).models == ["org/first", "org/mine", "org/rival"]

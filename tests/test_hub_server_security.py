@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 import pytest
 
-from hf_twophase.hub_guard import AccessPolicy, TokensFileError
-from hf_twophase.hub_server import HubServerError, LocalHub
+from hf_twophase.hub.guard import AccessPolicy, TokensFileError
+from hf_twophase.hub.server import HubServerError, LocalHub
 
 SECRET = f"SENTINEL-SECRET-{uuid.uuid4().hex}".encode()
 TOKEN = {"Authorization": "Bearer anything"}

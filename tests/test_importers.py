@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from hf_twophase.cli import main
+from hf_twophase.cli.main import main
 from hf_twophase.errors import RecordsError
-from hf_twophase.importers import import_plasware, import_quicktune, import_transfergraph
-from hf_twophase.matrix import PerformanceMatrix, read_proxy_scores
+from hf_twophase.records.importers import import_plasware, import_quicktune, import_transfergraph
+from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores
 
 
 def _plasware(folder, rows=("0.5\t0.6\t0.7", "0.8\t0.1\t0.9"), datasets=("cola", "sst2")):

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from hf_twophase import PerformanceMatrix, RecordsError
-from hf_twophase.matrix import read_proxy_scores
+from hf_twophase.records.matrix import read_proxy_scores
 
 ROWS = [
     {"model": "a", "dataset": "d1", "step": 1, "val": 0.5, "test": None, "cost": 2.0, "seed": 1},
@@ -44,8 +44,10 @@ def test_round_trip_keeps_extra_columns(tmp_path, suffix):
 
 
 def test_dataset_round_trip():
+    import datasets
+
     m = PerformanceMatrix(ROWS)
-    ds = m.to_dataset()
+    ds = datasets.Dataset.from_pandas(m.records, preserve_index=False)
     assert set(["model", "dataset", "step", "val", "test", "cost", "seed"]) <= set(ds.column_names)
     back = PerformanceMatrix.from_dataset(ds)
     pd.testing.assert_frame_equal(back.final_scores(), m.final_scores())

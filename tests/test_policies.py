@@ -13,7 +13,7 @@ from hf_twophase import (
     SuccessiveHalving,
     TwoPhase,
 )
-from hf_twophase.trends import BenchmarkCurves, Prediction
+from hf_twophase.method.trends import BenchmarkCurves, Prediction
 
 
 class FixedPredictor:

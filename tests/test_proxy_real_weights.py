@@ -4,7 +4,7 @@ import pytest
 import torch
 import transformers as tf
 
-from hf_twophase.packaged import digits_dataset, efficientnet_lite, minilm_path, rotten_tomatoes_snippets
+from hf_twophase.inputs.packaged import digits_dataset, efficientnet_lite, minilm_path, rotten_tomatoes_snippets
 from hf_twophase.proxy import LEEPScorer
 
 pytestmark = pytest.mark.slow

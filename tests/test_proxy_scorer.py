@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers as tf
 
-from hf_twophase.packaged import minilm_path
+from hf_twophase.inputs.packaged import minilm_path
 from hf_twophase.proxy import DatasetError, LEEPScorer, LogMEScorer, ModelLoadError, detect_columns, stratified_indices
 
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -198,7 +198,7 @@ def test_device_preprocessing_matches_the_checkpoints_own():
     import timm
     from PIL import Image
 
-    from hf_twophase.proxy.data import Columns
+    from hf_twophase.inputs.columns import Columns
     from hf_twophase.proxy.models import encode_batch, image_prep, load_model, prepare_on_device
 
     rng = np.random.default_rng(0)

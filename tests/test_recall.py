@@ -6,9 +6,9 @@ import pytest
 from conftest import cell_records
 
 from hf_twophase import SelectionError, cluster_models, coarse_recall
-from hf_twophase.cli import main
-from hf_twophase.recall import exp_normaliser, minmax_normaliser, models_to_score, normaliser_for
-from hf_twophase.similarity import pair_distance
+from hf_twophase.cli.main import main
+from hf_twophase.method.recall import exp_normaliser, minmax_normaliser, models_to_score, normaliser_for
+from hf_twophase.method.similarity import pair_distance
 from tests.test_similarity_clustering import _hand_repository
 
 

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from hf_twophase import PerformanceMatrix, Phase1
-from hf_twophase.cli import main
-from hf_twophase.replay import CurveCube, policy_factory, replay, replay_target
-from hf_twophase.synthetic import synthetic_proxy, synthetic_records
+from hf_twophase.cli.main import main
+from hf_twophase.method.replay import CurveCube, policy_factory, replay, replay_target
+from hf_twophase.records.synthetic import synthetic_proxy, synthetic_records
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from hf_twophase.cli import main as cli_main
-from hf_twophase.select_job import main
+from hf_twophase.cli.main import main as cli_main
+from hf_twophase.cli.select import main
 from tests.coordinator_helpers import make_candidates, make_data
 
 

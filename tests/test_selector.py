@@ -12,9 +12,9 @@ import transformers as tf
 from huggingface_hub import HfApi
 
 from hf_twophase.errors import SelectionError
-from hf_twophase.matrix import PerformanceMatrix
-from hf_twophase.packaged import minilm_path
-from hf_twophase.proxy.data import DatasetError
+from hf_twophase.inputs.columns import DatasetError
+from hf_twophase.inputs.packaged import minilm_path
+from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.selector import RepoSelector
 from tests.coordinator_helpers import make_data, training_args
 
@@ -113,7 +113,7 @@ def test_cold_models_are_scored_within_budget(repo):
 
 
 def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
-    from hf_twophase.matrix import PerformanceMatrix
+    from hf_twophase.records.matrix import PerformanceMatrix
 
     matrix = PerformanceMatrix.from_hub(f"{repo}/matrix")
     ns = f"{repo}v"  # a copy of two warm models under a namespace of their own, one of which then vanishes
@@ -126,7 +126,7 @@ def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
     renamed["model"] = renamed["model"].str.replace(f"{repo}/", f"{ns}/", regex=False)
     selector = RepoSelector.from_models([f"{ns}/w0", f"{ns}/w1", f"{ns}/w2"], PerformanceMatrix(renamed),
                                         proxy_config=_fast_proxy())
-    from hf_twophase.phase1 import Phase1
+    from hf_twophase.method.phase1 import Phase1
 
     first = Phase1.from_matrix(selector.matrix, candidates=selector.warm).to_score(1)
     assert len(first) == 1

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hf_twophase import ClusteringConfig, cluster_models
-from hf_twophase.similarity import pair_distance, pairwise_distances
+from hf_twophase.method.similarity import pair_distance, pairwise_distances
 
 BASE = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
 

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hf_twophase.trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor, kmeans_1d
+from hf_twophase.method.trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor, kmeans_1d
 
 
 def _sse(values, labels):

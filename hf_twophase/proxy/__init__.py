@@ -1,10 +1,10 @@
 """Proxy (transferability) scores of a checkpoint on a user's data: LEEP and LogME."""
 
-from .data import Columns, DatasetError, detect_columns, stratified_indices
-from .leep import LEEPAccumulator, leep
-from .logme import logme
-from .models import LoadedModel, ModelLoadError, load_model
-from .scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
+from hf_twophase.inputs.columns import Columns, DatasetError, detect_columns, stratified_indices
+from hf_twophase.proxy.leep import LEEPAccumulator, leep
+from hf_twophase.proxy.logme import logme
+from hf_twophase.proxy.models import LoadedModel, ModelLoadError, load_model
+from hf_twophase.proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
 
 __all__ = [
     "Columns", "DatasetError", "LEEPAccumulator", "LEEPScorer", "LoadedModel", "LogMEScorer", "ModelLoadError",

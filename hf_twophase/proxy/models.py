@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import HFTwoPhaseError
+from hf_twophase.errors import HFTwoPhaseError
 
 HEAD_KINDS = ("text-classifier", "image-classifier", "timm", "masked-lm")
 
@@ -133,7 +133,7 @@ def _load_packaged(spec: str, *, prefer_head: bool) -> LoadedModel:
     """A ``packaged:NAME`` model (weights that ship in pip packages); random ones are seeded, so scores repeat."""
     import transformers as tf
 
-    from ..packaged import packaged_model
+    from hf_twophase.inputs.packaged import packaged_model
 
     parts = packaged_model(spec.removeprefix("packaged:"))
     if "config" in parts:

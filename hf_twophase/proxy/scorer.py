@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import write_json_atomic
-from .data import Columns, detect_columns, stratified_indices
-from .leep import LEEPAccumulator
-from .logme import logme
-from .models import (
+from hf_twophase.atomic import write_json_atomic
+from hf_twophase.inputs.columns import Columns, detect_columns, stratified_indices
+from hf_twophase.proxy.leep import LEEPAccumulator
+from hf_twophase.proxy.logme import logme
+from hf_twophase.proxy.models import (
     LoadedModel,
     ModelLoadError,
     encode_batch,
@@ -36,7 +36,7 @@ from .models import (
     load_model,
     prepare_on_device,
 )
-from .models import n_source_labels as count_source_labels
+from hf_twophase.proxy.models import n_source_labels as count_source_labels
 
 PATHS = {"text-classifier": "classifier-head", "image-classifier": "classifier-head", "timm": "classifier-head",
          "masked-lm": "masked-lm-head"}

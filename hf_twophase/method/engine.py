@@ -12,8 +12,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .errors import SelectionError
-from .policies import Decision, SelectionPolicy, Shortlist
+from hf_twophase.errors import SelectionError
+from hf_twophase.method.policies import Decision, SelectionPolicy, Shortlist
 
 
 @dataclass

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .matrix import PerformanceMatrix
-from .report import UNTRAINED, SelectionReport
+from hf_twophase.records.matrix import PerformanceMatrix
 
 DEFAULT_MEASUREMENT = (
     "Each model was fine-tuned on each benchmark with the Hugging Face Trainer (hf-twophase `build-matrix`, a "
@@ -51,7 +50,7 @@ def matrix_card(matrix: PerformanceMatrix, repo_id: str, *, task: str | None = N
     """The dataset card of a published performance matrix (a ``huggingface_hub.DatasetCard``)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from . import __version__
+    from hf_twophase.version import __version__
 
     configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/records.parquet"}]}]
     if has_proxy:
@@ -73,9 +72,12 @@ def matrix_card(matrix: PerformanceMatrix, repo_id: str, *, task: str | None = N
     )
 
 
-def model_card(report: SelectionReport, repo_id: str, *, task: str, dataset_name: str = "the user's dataset",
+def model_card(report, repo_id: str, *, task: str, dataset_name: str = "the user's dataset",
                base_model: str | None = None, license: str | None = None, has_plot: bool = True):
-    """The model card of a selected, fine-tuned winner: the selection report is its body."""
+    """The model card of a selected, fine-tuned winner: the selection report is its body.
+
+    ``report`` is a ``hf_twophase.trainer.report.SelectionReport``; it is not imported here because the Hub layer
+    sits below the Trainer layer (the Trainer pushes winners through it)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     winner = report.winner or "?"
@@ -88,7 +90,7 @@ def model_card(report: SelectionReport, repo_id: str, *, task: str, dataset_name
     return ModelCard.from_template(
         data, template_path=str(template_path("model_card.md")), repo_id=repo_id,
         repo_name=repo_id.split("/")[-1], winner=winner, dataset_name=dataset_name,
-        n_candidates=sum(c.status not in UNTRAINED for c in report.candidates), policy_name=policy,
+        n_candidates=len(report.trained_candidates), policy_name=policy,
         metric=report.metric, winner_score="n/a" if report.winner_score is None else f"{report.winner_score:.4f}",
         budget=report.budget, stage_ends=", ".join(map(str, report.stage_ends[:8])), steps_spent=report.steps_spent,
         brute_force_steps=report.brute_force_steps, sh_steps=report.successive_halving_steps(),

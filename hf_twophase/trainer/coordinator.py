@@ -30,8 +30,13 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .atomic import read_json, write_json_atomic
-from .background_checkpoints import (
+from hf_twophase.atomic import read_json, write_json_atomic
+from hf_twophase.errors import SelectionError
+from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.method.policies import SelectionPolicy, StageSchedule, SuccessiveHalving
+from hf_twophase.trainer.callback import FineSelectionCallback, several_ranks
+from hf_twophase.trainer.candidates import Candidate, CandidateError, Prepared, accuracy, prepare, save_trained
+from hf_twophase.trainer.checkpoints import (
     BackgroundCheckpointTrainer,
     CheckpointWriter,
     checkpoint_step,
@@ -39,13 +44,8 @@ from .background_checkpoints import (
     share_identical_weights,
     unshare_weights,
 )
-from .callback import FineSelectionCallback, several_ranks
-from .candidates import Candidate, CandidateError, Prepared, accuracy, prepare, save_trained
-from .errors import SelectionError
-from .policies import SelectionPolicy, StageSchedule, SuccessiveHalving
-from .proxy.data import detect_columns
-from .report import CandidateReport, SelectionReport
-from .selection_state import DirectorySelectionState, SelectionState, Verdict
+from hf_twophase.trainer.report import CandidateReport, SelectionReport
+from hf_twophase.trainer.state import DirectorySelectionState, SelectionState, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class SelectionResult:
     def push_to_hub(self, repo_id: str, *, task: str, dataset_name: str = "the user's dataset",
                     private: bool = False, token: str | bool | None = None, license: str | None = None) -> str:
         """Upload the winner with a model card carrying the selection report; returns the commit id."""
-        from .hub import push_winner
+        from hf_twophase.hub.client import push_winner
 
         return push_winner(self.files["winner"], repo_id, self.report, task=task, dataset_name=dataset_name,
                            private=private, token=token, license=license)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import HFTwoPhaseError, RecordsError
-from .matrix import PROXY_REQUIRED_COLUMNS, PerformanceMatrix, validate_records
+from hf_twophase.errors import HFTwoPhaseError, RecordsError
+from hf_twophase.records.matrix import PROXY_REQUIRED_COLUMNS, PerformanceMatrix, validate_records
 
 RECORDS_PATH = "data/records.parquet"
 PROXY_PATH = "data/proxy.parquet"
@@ -136,7 +136,7 @@ def push_matrix(matrix: PerformanceMatrix, repo_id: str, *, proxy: pd.DataFrame 
     """
     from huggingface_hub import CommitOperationAdd, HfApi, errors
 
-    from .cards import matrix_card
+    from hf_twophase.hub.cards import matrix_card
 
     api = HfApi(token=token)
     with hub_errors(f"the dataset repo {repo_id} (create)"):
@@ -189,7 +189,7 @@ def push_winner(folder: str | os.PathLike, repo_id: str, report, *, task: str,
     """Upload a saved winner (``folder``: weights, config, processor) with a model card carrying its report."""
     from huggingface_hub import HfApi
 
-    from .cards import model_card
+    from hf_twophase.hub.cards import model_card
 
     folder = Path(folder)
     api = HfApi(token=token)

@@ -12,7 +12,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor, Prediction, TrendPredictor
+from hf_twophase.method.trends import (
+    BenchmarkCurves,
+    GainTrendPredictor,
+    PaperTrendPredictor,
+    Prediction,
+    TrendPredictor,
+)
 
 
 @dataclass

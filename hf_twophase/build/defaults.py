@@ -16,9 +16,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import read_json, write_json_atomic
-from .builder import BuildConfig, build_matrix, train_cell
-from .matrix import PerformanceMatrix
+from hf_twophase.atomic import read_json, write_json_atomic
+from hf_twophase.build.builder import BuildConfig, build_matrix, train_cell
+from hf_twophase.records.matrix import PerformanceMatrix
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def ensure_default(task: str, *, progress: bool = True, use_cpu: bool | None = N
     """Build (once) and return the default repository of ``task``; later calls only read the cache."""
     from dataclasses import replace
 
-    from .benchmarks import get_benchmark
+    from hf_twophase.build.benchmarks import get_benchmark
 
     setup = SETUPS[task]
     root = default_root(task)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import HFTwoPhaseError, SelectionError
+from hf_twophase.errors import HFTwoPhaseError, SelectionError
 
 TASKS = ("image-classification", "text-classification")
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -81,7 +81,7 @@ def load_user_dataset(spec: str, task: str, *, seed: int = 0):
         whole = datasets.load_dataset(_FILE_BUILDERS[path.suffix.lower()], data_files=str(path),
                                       **({"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}))
     else:
-        from .hub import hub_errors
+        from hf_twophase.hub.client import hub_errors
 
         with hub_errors(f"the dataset {spec}"):
             whole = datasets.load_dataset(spec)
@@ -106,9 +106,9 @@ def _cap(ds, n: int | None, seed: int):
 def run(args: argparse.Namespace) -> dict:
     from accelerate import PartialState
 
-    from .proxy.data import detect_columns
-    from .proxy.scorer import ProxyConfig
-    from .selector import RepoSelector, SelectorConfig
+    from hf_twophase.inputs.columns import detect_columns
+    from hf_twophase.proxy.scorer import ProxyConfig
+    from hf_twophase.selector import RepoSelector, SelectorConfig
 
     state = PartialState()
     main = state.is_main_process
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
     embedded = args.matrix is None and args.models is None
     default_setup = None
     if args.dataset is None or embedded:
-        from .defaults import SETUPS, default_root
+        from hf_twophase.build.defaults import SETUPS, default_root
 
         default_setup = SETUPS[args.task]
     budget = args.budget or (default_setup.budget if default_setup else 200)
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
 
     # the data first: a dataset without labels ends here, before any model is downloaded or trained
     if args.dataset is None:
-        from .benchmarks import get_benchmark
+        from hf_twophase.build.benchmarks import get_benchmark
 
         train, validation, _ = get_benchmark(default_setup.target).load(seed=args.seed)
         dataset_name = default_setup.target
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> dict:
                             proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=main))
     build_seconds, built_now = None, False
     if embedded:
-        from .defaults import ensure_default
+        from hf_twophase.build.defaults import ensure_default
 
         with state.main_process_first():  # one process builds the cache, the others then read it
             repo = ensure_default(args.task, progress=main, use_cpu=args.cpu or None)
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _default_matrix(task: str, state):
-    from .defaults import ensure_default
+    from hf_twophase.build.defaults import ensure_default
 
     with state.main_process_first():
         return ensure_default(task).matrix

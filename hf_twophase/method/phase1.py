@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .clustering import Clustering, ClusteringConfig, cluster_models
-from .errors import SelectionError
-from .matrix import PerformanceMatrix
-from .recall import Normaliser, RecallResult, coarse_recall, minmax_normaliser, models_to_score
+from hf_twophase.errors import SelectionError
+from hf_twophase.method.clustering import Clustering, ClusteringConfig, cluster_models
+from hf_twophase.method.recall import Normaliser, RecallResult, coarse_recall, minmax_normaliser, models_to_score
+from hf_twophase.records.matrix import PerformanceMatrix
 
 
 @dataclass

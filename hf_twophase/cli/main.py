@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .clustering import DEFAULT_THRESHOLD, ClusteringConfig
-from .errors import HFTwoPhaseError, SelectionError
-from .similarity import DEFAULT_TOP_K
+from hf_twophase.errors import HFTwoPhaseError, SelectionError
+from hf_twophase.method.clustering import DEFAULT_THRESHOLD, ClusteringConfig
+from hf_twophase.method.similarity import DEFAULT_TOP_K
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +37,8 @@ def _cluster_config(args: argparse.Namespace) -> ClusteringConfig:
 
 
 def _cmd_cluster(args: argparse.Namespace) -> dict:
-    from .matrix import PerformanceMatrix
-    from .phase1 import Phase1
+    from hf_twophase.method.phase1 import Phase1
+    from hf_twophase.records.matrix import PerformanceMatrix
 
     matrix = PerformanceMatrix.read(args.records)
     phase1 = Phase1.from_matrix(matrix, config=_cluster_config(args))
@@ -54,9 +54,9 @@ def _cmd_cluster(args: argparse.Namespace) -> dict:
 
 
 def _cmd_recall(args: argparse.Namespace) -> dict:
-    from .matrix import PerformanceMatrix, read_proxy_scores
-    from .phase1 import Phase1, proxy_lookup
-    from .recall import normaliser_for
+    from hf_twophase.method.phase1 import Phase1, proxy_lookup
+    from hf_twophase.method.recall import normaliser_for
+    from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores
 
     matrix = PerformanceMatrix.read(args.records)
     phase1 = Phase1.from_matrix(matrix, target=args.target, config=_cluster_config(args))
@@ -81,7 +81,7 @@ def _cmd_recall(args: argparse.Namespace) -> dict:
 
 
 def _cmd_replay(args: argparse.Namespace) -> dict:
-    from .replay import replay_command
+    from hf_twophase.method.replay import replay_command
 
     return replay_command(args)
 
@@ -89,8 +89,8 @@ def _cmd_replay(args: argparse.Namespace) -> dict:
 def _cmd_synth(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
-    from .matrix import PerformanceMatrix
-    from .synthetic import synthetic_proxy, synthetic_records
+    from hf_twophase.records.matrix import PerformanceMatrix
+    from hf_twophase.records.synthetic import synthetic_proxy, synthetic_records
 
     records = synthetic_records(args.models, args.benchmarks, n_families=args.families, steps=args.steps,
                                 seed=args.seed)
@@ -109,7 +109,7 @@ def _cmd_synth(args: argparse.Namespace) -> dict:
 
 
 def _cmd_build_matrix(args: argparse.Namespace) -> dict:
-    from .builder import BuildConfig, build_matrix
+    from hf_twophase.build.builder import BuildConfig, build_matrix
 
     config = BuildConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                          evals_per_epoch=args.evals_per_epoch, train_subset=args.subset, eval_subset=args.eval_subset,
@@ -122,15 +122,15 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
             raise SelectionError(f"--shard takes I/N (e.g. 0/4), got {args.shard!r}") from None
         shard = (index, count)
     if args.ray:
-        from .builder import build_matrix_on_ray
+        from hf_twophase.build.builder import build_matrix_on_ray
 
         init = {"address": args.ray_address} if args.ray_address else {}
         matrix = build_matrix_on_ray(args.models, args.benchmarks, args.out, config, progress=not args.json,
                                      overwrite=args.overwrite, **init)
     elif args.workers and args.workers > 1:
-        from .benchmarks import get_benchmark
-        from .builder import cells_to_train, collect, run_workers
-        from .candidates import Candidate
+        from hf_twophase.build.benchmarks import get_benchmark
+        from hf_twophase.build.builder import cells_to_train, collect, run_workers
+        from hf_twophase.trainer.candidates import Candidate
 
         grid = [(m, Candidate.of(m).name, get_benchmark(b)) for m in args.models for b in args.benchmarks]
         cells_to_train(grid, Path(args.out), config, overwrite=args.overwrite)  # refuse before any worker starts
@@ -149,7 +149,9 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
         provenance = (f"Built with `hf-twophase build-matrix` (epochs {config.epochs}, learning rate "
                       f"{config.learning_rate}, batch size {config.batch_size}, {config.evals_per_epoch} "
                       f"evaluation(s) per epoch, seed {config.seed}) on benchmarks {', '.join(args.benchmarks)}.")
-        out["pushed"] = {"repo_id": args.push, "commit": matrix.push_to_hub(args.push, provenance=provenance)}
+        from hf_twophase.hub.client import push_matrix
+
+        out["pushed"] = {"repo_id": args.push, "commit": push_matrix(matrix, args.push, provenance=provenance)}
     if not args.json:
         print(f"{len(matrix.models)} models x {len(matrix.datasets)} benchmarks -> {out['records']}")
         print(matrix.final_scores().round(4).to_string())
@@ -159,8 +161,8 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
 
 
 def _cmd_import(args: argparse.Namespace) -> dict:
-    from .importers import import_results
-    from .matrix import PerformanceMatrix
+    from hf_twophase.records.importers import import_results
+    from hf_twophase.records.matrix import PerformanceMatrix
 
     records, proxy = import_results(args.source, args.source_dir)
     matrix = PerformanceMatrix(records, source=f"{args.source}:{args.source_dir}")  # validated like any records
@@ -200,7 +202,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_hub_server(args: argparse.Namespace) -> dict:
-    from .hub_server import LocalHub
+    from hf_twophase.hub.server import LocalHub
 
     hub = LocalHub(args.root, host=args.host, port=args.port, tokens=args.tokens,
                    max_body_bytes=args.max_body_mb * 2**20, max_upload_bytes=args.max_upload_mb * 2**20,
@@ -301,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("select", help="the main job: choose and fine-tune the best model for a dataset "
                                   "(hf-twophase select --help)", add_help=False)
 
-    from .replay import add_replay_arguments
+    from hf_twophase.method.replay import add_replay_arguments
 
     p = sub.add_parser("replay", help="replay a selection policy over recorded learning curves (leave-one-out)")
     add_replay_arguments(p)
@@ -312,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["select"]:  # the main job has its own parser, shared with examples/select.py
-        from .select_job import main as select_main
+        from hf_twophase.cli.select import main as select_main
 
         return select_main(argv[1:])
     parser = build_parser()

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from .similarity import DEFAULT_TOP_K, pairwise_distances
+from hf_twophase.method.similarity import DEFAULT_TOP_K, pairwise_distances
 
 DEFAULT_THRESHOLD = 0.09
 ClusterMethod = Literal["hierarchical", "kmeans"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import HFTwoPhaseError
+from hf_twophase.errors import HFTwoPhaseError
 
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 TEXT_NAMES = ("text", "sentence", "content", "review", "question", "premise", "sentence1", "text_a")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from .errors import SelectionError
-from .selection_state import SelectionState, Verdict
+from hf_twophase.errors import SelectionError
+from hf_twophase.trainer.state import SelectionState, Verdict
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine import SelectionRun
-from .errors import SelectionError
-from .matrix import PerformanceMatrix
-from .policies import (
+from hf_twophase.errors import SelectionError
+from hf_twophase.method.engine import SelectionRun
+from hf_twophase.method.policies import (
     BruteForce,
     Decision,
     SelectionPolicy,
@@ -26,7 +25,8 @@ from .policies import (
     TwoPhase,
     make_fine_selection,
 )
-from .trends import BenchmarkCurves
+from hf_twophase.method.trends import BenchmarkCurves
+from hf_twophase.records.matrix import PerformanceMatrix
 
 POLICIES = ("brute-force", "successive-halving", "fine-selection", "two-phase")
 
@@ -192,8 +192,8 @@ def recall_phase(
     The proxy file's `cost` is charged where present; otherwise half of one training step of that model
     on the target (the paper's accounting).
     """
-    from .phase1 import Phase1, proxy_lookup
-    from .recall import normaliser_for
+    from hf_twophase.method.phase1 import Phase1, proxy_lookup
+    from hf_twophase.method.recall import normaliser_for
 
     def shortlist(candidates: list[str]) -> tuple[list[str], float]:
         phase1 = Phase1.from_matrix(matrix, target=target, candidates=candidates)
@@ -275,7 +275,7 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> dict:
-    from .matrix import read_proxy_scores
+    from hf_twophase.records.matrix import read_proxy_scores
 
     matrix = PerformanceMatrix.read(args.records)
     proxy_table = read_proxy_scores(args.proxy) if args.proxy else None

@@ -44,10 +44,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from . import hub_guard as guard
-from .atomic import atomic_path, read_json, write_bytes_atomic, write_json_atomic
-from .errors import HFTwoPhaseError
-from .hub_guard import AccessPolicy, Identity, RequestRejected
+from hf_twophase.atomic import atomic_path, read_json, write_bytes_atomic, write_json_atomic
+from hf_twophase.errors import HFTwoPhaseError
+from hf_twophase.hub import guard
+from hf_twophase.hub.guard import AccessPolicy, Identity, RequestRejected
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20  # JSON and NDJSON requests (a commit carries its small files inline)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HFTwoPhaseError
+from hf_twophase.errors import HFTwoPhaseError
 
 
 class PackagedAssetError(HFTwoPhaseError, FileNotFoundError):

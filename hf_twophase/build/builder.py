@@ -21,12 +21,12 @@ from pathlib import Path
 import pandas as pd
 from transformers import TrainerCallback
 
-from .atomic import read_json, write_json_atomic
-from .benchmarks import BenchmarkSpec, get_benchmark
-from .candidates import Candidate, accuracy, prepare, save_trained
-from .errors import SelectionError
-from .matrix import PerformanceMatrix
-from .proxy.data import detect_columns
+from hf_twophase.atomic import read_json, write_json_atomic
+from hf_twophase.build.benchmarks import BenchmarkSpec, get_benchmark
+from hf_twophase.trainer.candidates import Candidate, accuracy, prepare, save_trained
+from hf_twophase.errors import SelectionError
+from hf_twophase.records.matrix import PerformanceMatrix
+from hf_twophase.inputs.columns import detect_columns
 
 
 @dataclass

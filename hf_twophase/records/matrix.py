@@ -11,16 +11,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import RecordsError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import datasets
+from hf_twophase.atomic import atomic_path
+from hf_twophase.errors import RecordsError
 
 REQUIRED_COLUMNS = ("model", "dataset", "step", "val")
 OPTIONAL_COLUMNS = ("test", "cost")
@@ -192,36 +189,10 @@ class PerformanceMatrix:
         return cls(validate_records(frame, source=str(path), offset=offset), source=str(path), validate=False)
 
     @classmethod
-    def from_records(cls, rows: Iterable[Mapping[str, Any]], *, source: str = "<records>") -> PerformanceMatrix:
-        return cls(pd.DataFrame(list(rows)), source=source)
-
-    @classmethod
-    def from_dataset(cls, dataset: datasets.Dataset, *, source: str = "<dataset>") -> PerformanceMatrix:
-        """Build from a `datasets.Dataset` holding the records schema (e.g. the published Hub dataset)."""
+    def from_dataset(cls, dataset: Any, *, source: str = "<dataset>") -> PerformanceMatrix:
+        """Build from a `datasets.Dataset` (anything with ``to_pandas()``) holding the records schema. The Hub
+        dataset itself is read by ``hf_twophase.load_matrix``, which lives with the other Hub I/O."""
         return cls(dataset.to_pandas(), source=source)
-
-    def to_dataset(self) -> datasets.Dataset:
-        import datasets
-
-        return datasets.Dataset.from_pandas(self.records, preserve_index=False)
-
-    @classmethod
-    def from_hub(cls, repo_id: str, *, revision: str | None = None, token: str | bool | None = None
-                 ) -> PerformanceMatrix:
-        """The matrix published as the Hub dataset `repo_id` (at `revision`, default the latest commit)."""
-        from .hub import load_matrix
-
-        return load_matrix(repo_id, revision=revision, token=token)
-
-    def push_to_hub(self, repo_id: str, *, proxy: pd.DataFrame | None = None, overwrite: bool = False,
-                    private: bool = False, task: str | None = None, commit_message: str | None = None,
-                    token: str | bool | None = None, provenance: str | None = None) -> str:
-        """Publish as a Parquet Hub dataset with its card, merged with what is already there (published rows win
-        unless `overwrite`). Returns the commit id."""
-        from .hub import push_matrix
-
-        return push_matrix(self, repo_id, proxy=proxy, overwrite=overwrite, private=private, task=task,
-                           commit_message=commit_message, token=token, provenance=provenance)
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write CSV or Parquet by extension, atomically, so a crash never leaves half a file behind."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .errors import HFTwoPhaseError
+from hf_twophase.errors import HFTwoPhaseError
 
 # singular names in request bodies (create, delete) -> the plural folder and URL names
 REPO_TYPES = {"model": "models", "dataset": "datasets", "space": "spaces"}

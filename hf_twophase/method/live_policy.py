@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import SelectionError
-from .matrix import PerformanceMatrix
-from .policies import BruteForce, SelectionPolicy, StageSchedule, SuccessiveHalving, make_fine_selection
-from .replay import CurveCube
+from hf_twophase.errors import SelectionError
+from hf_twophase.method.policies import (
+    BruteForce,
+    SelectionPolicy,
+    StageSchedule,
+    SuccessiveHalving,
+    make_fine_selection,
+)
+from hf_twophase.method.replay import CurveCube
+from hf_twophase.records.matrix import PerformanceMatrix
 
 LIVE_POLICIES = ("fine-selection", "successive-halving", "brute-force")
 

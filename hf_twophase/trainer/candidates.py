@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from .errors import HFTwoPhaseError
-from .proxy.data import Columns
-from .proxy.models import _as_rgb, _is_timm_dir, load_hint
+from hf_twophase.errors import HFTwoPhaseError
+from hf_twophase.inputs.columns import Columns
+from hf_twophase.proxy.models import _as_rgb, _is_timm_dir, load_hint
 
 
 class CandidateError(HFTwoPhaseError, RuntimeError):
@@ -121,7 +121,7 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
 def _load_packaged(candidate: Candidate, name: str, columns: Columns):
     import transformers as tf
 
-    from .packaged import packaged_model
+    from hf_twophase.inputs.packaged import packaged_model
 
     parts = packaged_model(name)
     if "model" in parts and isinstance(parts["model"], torch.nn.Module):

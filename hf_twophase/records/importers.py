@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import RecordsError
+from hf_twophase.errors import RecordsError
 
 SOURCES = ("plasware", "transfergraph", "quicktune")
 

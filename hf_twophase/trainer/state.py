@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import write_json_atomic
-from .engine import SelectionRun
-from .errors import SelectionError
-from .policies import Decision, SelectionPolicy
+from hf_twophase.atomic import write_json_atomic
+from hf_twophase.errors import SelectionError
+from hf_twophase.method.engine import SelectionRun
+from hf_twophase.method.policies import Decision, SelectionPolicy
 
 PolicyFactory = Callable[[], SelectionPolicy]
 

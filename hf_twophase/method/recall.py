@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .clustering import Clustering, mean_scores
-from .errors import SelectionError
-from .similarity import similarity_from_distance
+from hf_twophase.errors import SelectionError
+from hf_twophase.method.clustering import Clustering, mean_scores
+from hf_twophase.method.similarity import similarity_from_distance
 
 Normaliser = Callable[[np.ndarray], np.ndarray]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import SelectionError
+from hf_twophase.errors import SelectionError
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class BenchmarkSpec:
 
 def _packaged(function: str):
     def load():
-        from . import packaged
+        from hf_twophase.inputs import packaged
 
         return getattr(packaged, function)()
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import write_json_atomic, write_text_atomic
-from .engine import SelectionRun
-from .policies import StageSchedule, SuccessiveHalving
+from hf_twophase.atomic import write_json_atomic, write_text_atomic
+from hf_twophase.method.engine import SelectionRun
+from hf_twophase.method.policies import StageSchedule, SuccessiveHalving
 
 UNTRAINED = ("not-recalled", "skipped")  # listed but never trained: no part of what brute force would have cost
 
@@ -45,13 +45,17 @@ class SelectionReport:
         return sum(c.steps_trained for c in self.candidates)
 
     @property
+    def trained_candidates(self) -> list[str]:
+        """The candidates that took part in phase 2 (not those left out by recall or skipped)."""
+        return [c.name for c in self.candidates if c.status not in UNTRAINED]
+
+    @property
     def brute_force_steps(self) -> int:
-        trained = [c for c in self.candidates if c.status not in UNTRAINED]
-        return self.budget * len(trained)
+        return self.budget * len(self.trained_candidates)
 
     def successive_halving_steps(self) -> int:
         """What successive halving would have trained on the same candidates and stage schedule."""
-        names = [c.name for c in self.candidates if c.status not in UNTRAINED]
+        names = self.trained_candidates
         if not names:
             return 0
         schedule = StageSchedule(self.policy.get("stage", self.stage_ends[0]), self.policy.get("growth", 1.0))
