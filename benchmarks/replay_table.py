@@ -13,7 +13,9 @@ import time
 
 from hf_twophase import PerformanceMatrix
 from hf_twophase.method.policies import make_fine_selection
-from hf_twophase.method.replay import CurveCube, replay, replay_target, summarise
+from hf_twophase.method.replay import replay, replay_target, summarise
+from hf_twophase.method.trends import benchmark_curves
+from hf_twophase.records.curves import CurveCube
 
 POLICIES = [  # (label, policy, variant, growth)
     ("successive halving", "successive-halving", None, 1.0),
@@ -30,7 +32,7 @@ POLICIES = [  # (label, policy, variant, growth)
 def unguarded(cube: CurveCube, stage: int, growth: float) -> list:
     """The improved variant with its runner-up guard switched off: what the guard buys, target by target."""
     def make(cube: CurveCube, target: str):
-        policy = make_fine_selection(lambda m: cube.benchmark_curves(m, exclude=target), "improved", stage=stage,
+        policy = make_fine_selection(lambda m: benchmark_curves(cube, m, exclude=target), "improved", stage=stage,
                                      growth=growth)
         policy.runner_up_guard = None
         return policy

@@ -15,8 +15,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.method.replay import CurveCube
-from hf_twophase.method.trends import GainTrendPredictor, PaperTrendPredictor
+from hf_twophase.method.trends import GainTrendPredictor, PaperTrendPredictor, benchmark_curves
+from hf_twophase.records.curves import CurveCube
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
                 preds = []
                 for m in models:
                     val = cube.val_at(m, target, step)
-                    p = None if predictor is None else predictor.predict(cube.benchmark_curves(m, target), step, val)
+                    p = None if predictor is None else predictor.predict(benchmark_curves(cube, m, target), step, val)
                     preds.append(val if p is None else p.value)
                 ok = ~np.isnan(truth) & ~np.isnan(preds)
                 if ok.sum() > 2:

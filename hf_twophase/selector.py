@@ -17,16 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.inputs.columns import detect_columns
-from hf_twophase.method.clustering import ClusteringConfig, mean_scores
-from hf_twophase.method.recall import normaliser_for
+from hf_twophase.method.clustering import ClusteringConfig
+from hf_twophase.method.recall import normaliser_for, rank_cold
+from hf_twophase.method.registry import POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 from hf_twophase.proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
 from hf_twophase.records.matrix import PerformanceMatrix
+from hf_twophase.tasks import check_task
 
-TASKS = ("text-classification", "image-classification")
 _PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
 
 
@@ -50,12 +49,12 @@ class SelectorConfig:
                                          metadata={"help": "How models are clustered by their benchmark scores."})
     policy: str = field(
         default="fine-selection",
-        metadata={"help": "Phase 2: fine-selection, successive-halving or brute-force."},
+        metadata={"help": f"Phase 2: one of {', '.join(POLICY_NAMES)}."},
     )
-    variant: str = field(default="improved", metadata={"help": "Fine selection: 'improved' (default) or 'paper'."})
+    variant: str = field(default="improved", metadata={"help": f"Fine selection: one of {', '.join(VARIANTS)}."})
     threshold: float | None = field(default=None, metadata={"help": "Fine selection's pruning threshold."})
     stage_steps: int | None = field(
-        default=None, metadata={"help": "Training steps of the first stage (default: a fifth of the budget)."}
+        default=None, metadata={"help": f"Steps of the first stage (default: the budget / {STAGES_PER_BUDGET})."}
     )
     growth: float = field(default=1.0, metadata={"help": "Each stage is this many times longer than the last."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
@@ -121,6 +120,33 @@ def _weights_problem(info, allow_pickle: bool) -> str | None:
     return "no weights in the repository"
 
 
+class _ProxyScores:
+    """The proxy scores of one recall, and why each model that could not be scored was skipped."""
+
+    def __init__(self, scorer, dataset, columns: dict[str, Any], proxy_name: str):
+        self.scorer, self.dataset, self.columns, self.proxy_name = scorer, dataset, columns, proxy_name
+        self.scored: dict[str, ProxyResult] = {}
+        self.skipped: dict[str, str] = {}
+
+    def score(self, model: str) -> bool:
+        """Score ``model`` once; False (and the reason kept) when it cannot be loaded or scores non-finite."""
+        if model in self.scored:
+            return True
+        try:
+            result = self.scorer.score(model, self.dataset, **self.columns)
+        except HFTwoPhaseError as err:  # load errors, gated, vanished: recorded, the rest goes on
+            self.skipped[model] = str(err)
+            return False
+        except (OSError, ValueError, RuntimeError) as err:
+            self.skipped[model] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            return False
+        if not math.isfinite(result.score):
+            self.skipped[model] = f"non-finite {self.proxy_name} score"
+            return False
+        self.scored[model] = result
+        return True
+
+
 class RepoSelector:
     """Select and fine-tune the best model of a repository for a classification dataset.
 
@@ -131,8 +157,8 @@ class RepoSelector:
 
     def __init__(self, entries: Sequence[RepoEntry], matrix: PerformanceMatrix, *, task: str | None = None,
                  config: SelectorConfig | None = None, **overrides: Any):
-        if task is not None and task not in TASKS:
-            raise SelectionError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        if task is not None:
+            check_task(task)
         self.task = task
         self.matrix = matrix
         self.entries = list(entries)
@@ -172,8 +198,7 @@ class RepoSelector:
 
         from hf_twophase.hub.client import hub_errors
 
-        if task not in TASKS:
-            raise SelectionError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        check_task(task)
         if limit < 1:
             raise SelectionError(f"limit must be >= 1, got {limit}")
         perf = resolve_matrix(matrix, revision=matrix_revision, token=token)
@@ -256,71 +281,51 @@ class RepoSelector:
         """Phase 1 on ``dataset`` (a labelled ``datasets.Dataset``): cluster the warm models, score only the
         representatives (and up to ``cold_budget`` cold models), recall the top ``k``. A model that fails to load
         is skipped with its reason and its cluster is represented by another member."""
-        from hf_twophase.method.phase1 import Phase1
-
         k = self.config.k if k is None else k
         self.check_k(k)
         detect_columns(dataset, **columns)  # a dataset without labels fails here, before any download
-        scorer = scorer or self._scorer()
         start = time.perf_counter()
-        scored: dict[str, ProxyResult] = {}
-        skipped: dict[str, str] = {}
-
-        def score(model: str) -> bool:
-            if model in scored:
-                return True
-            try:
-                scored[model] = scorer.score(model, dataset, **columns)
-            except HFTwoPhaseError as err:  # load errors, gated, vanished: recorded, the rest goes on
-                skipped[model] = str(err)
-                return False
-            except (OSError, ValueError, RuntimeError) as err:
-                skipped[model] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                return False
-            if not math.isfinite(scored[model].score):
-                skipped[model] = f"non-finite {self.config.proxy} score"
-                del scored[model]
-                return False
-            return True
-
+        proxy = _ProxyScores(scorer or self._scorer(), dataset, columns, self.config.proxy)
         normaliser = normaliser_for(self.config.normaliser, self.config.proxy)
-        warm = list(self.warm)
-        result, note = None, ""
-        while warm:
-            phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering)
-            failed = [m for m in phase1.to_score(min(k, len(warm))) if not score(m)]
-            if failed:
-                warm = [m for m in warm if m not in failed]
-                continue
-            result = phase1.recall({m: scored[m].score for m in scored if m in warm}, k=min(k, len(warm)),
-                                   normaliser=normaliser)
-            note = result.note
-            break
-        ranking: dict[str, float] = dict(result.scores) if result else {}
+        warm, ranking, note = self._recall_warm(proxy, k, normaliser)
         cold_scored = []
         for model in self.cold:
             if len(cold_scored) >= self.config.cold_budget:
                 break
-            if score(model):
+            if proxy.score(model):
                 cold_scored.append(model)
         if cold_scored:
-            # a cold model has no benchmark scores: it gets the median warm model's mean score as its prior
-            accs = mean_scores(self.matrix.final_scores().reindex(warm).to_numpy(dtype=float)) if warm else []
-            prior = float(np.nanmedian(accs)) if len(accs) and np.isfinite(accs).any() else 1.0
-            reps = [m for m in scored if m not in cold_scored]
-            raw = np.array([scored[m].score for m in reps + cold_scored], dtype=float)
-            normed = normaliser(raw)[len(reps):]
-            for model, value in zip(cold_scored, normed, strict=True):
-                ranking[model] = prior * float(value)
+            representatives = [m for m in proxy.scored if m not in cold_scored]
+            ranking.update(rank_cold(
+                self.matrix.final_scores().reindex(warm).to_numpy(dtype=float),
+                [proxy.scored[m].score for m in representatives],
+                {m: proxy.scored[m].score for m in cold_scored}, normaliser))
             note += (f"; {len(cold_scored)} cold model(s) scored directly and ranked with the median warm model's "
                      "benchmark score as their prior")
         if not ranking:
-            raise SelectionError("no candidate could be scored: " + "; ".join(f"{m}: {r}" for m, r in skipped.items()))
+            raise SelectionError("no candidate could be scored: " + "; ".join(f"{m}: {r}"
+                                                                               for m, r in proxy.skipped.items()))
         order = sorted(ranking, key=lambda m: (-ranking[m], m))
-        recalled = order[:k]
-        return RecallOutcome(recalled=recalled, scores={m: ranking[m] for m in order}, scored=scored,
-                             cold_scored=cold_scored, skipped=skipped, note=note.lstrip("; "),
+        return RecallOutcome(recalled=order[:k], scores={m: ranking[m] for m in order}, scored=proxy.scored,
+                             cold_scored=cold_scored, skipped=proxy.skipped, note=note.lstrip("; "),
                              seconds=time.perf_counter() - start)
+
+    def _recall_warm(self, proxy: _ProxyScores, k: int, normaliser) -> tuple[list[str], dict[str, float], str]:
+        """Cluster the warm models and score the representatives; a representative that cannot be scored leaves
+        the repository and the clustering is done again without it. Returns (warm models left, scores, note)."""
+        from hf_twophase.method.phase1 import Phase1
+
+        warm = list(self.warm)
+        while warm:
+            phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering)
+            failed = [m for m in phase1.to_score(min(k, len(warm))) if not proxy.score(m)]
+            if failed:
+                warm = [m for m in warm if m not in failed]
+                continue
+            result = phase1.recall({m: proxy.scored[m].score for m in proxy.scored if m in warm},
+                                   k=min(k, len(warm)), normaliser=normaliser)
+            return warm, dict(result.scores), result.note
+        return warm, {}, ""
 
     # ---------------------------------------------------------------- phase 2
     def select(self, train_dataset, eval_dataset, training_args, *, k: int | None = None,
@@ -328,17 +333,15 @@ class RepoSelector:
         """Recall on ``train_dataset`` (unless ``recall`` is given), then fine-select among the recalled models with
         real Trainers; returns the coordinator's ``SelectionResult`` (trained winner, report, files)."""
         from hf_twophase.method.live_policy import live_policy
-        from hf_twophase.trainer.coordinator import SelectionCoordinator
+        from hf_twophase.trainer.coordinator import SelectionCoordinator, budget_of
         from hf_twophase.trainer.report import CandidateReport
 
         columns = {key: coordinator_kwargs[key] for key in
                    ("label_column", "text_column", "text_pair_column", "image_column") if key in coordinator_kwargs}
-        budget = int(training_args.max_steps)
-        if budget <= 0:
-            raise SelectionError("training_args.max_steps must be set: it is the budget of every candidate (in steps)")
+        budget = budget_of(training_args)
         if recall is None:
             recall = self.recall(train_dataset, k, **columns)
-        stage = self.config.stage_steps or max(1, budget // 5)
+        stage = self.config.stage_steps or default_stage(budget)
         policy = lambda: live_policy(  # noqa: E731 - a fresh policy per run, as the coordinator expects
             self.config.policy, budget=budget, stage_steps=stage, growth=self.config.growth, matrix=self.matrix,
             candidates=recall.recalled, variant=self.config.variant, threshold=self.config.threshold)

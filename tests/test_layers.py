@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hf_twophase"
 
 # lowest first; a module may import its own layer or a lower one, never a higher one
 LAYERS = [
-    {"errors", "atomic", "version"},
+    {"errors", "atomic", "version", "cache", "tasks"},
     {"records"},
     {"method"},
     {"hub", "inputs"},

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hf_twophase.cache import cache_root
 from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.build.builder import BuildConfig, build_matrix, train_cell
 from hf_twophase.records.matrix import PerformanceMatrix
@@ -66,9 +67,7 @@ SETUPS: dict[str, DefaultSetup] = {
 
 
 def default_root(task: str) -> Path:
-    base = os.environ.get("HF_TWOPHASE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hf_twophase")
-    return Path(base) / "default" / task
+    return cache_root() / "default" / task
 
 
 def derived_path(root: Path, base: str, benchmark: str) -> Path:

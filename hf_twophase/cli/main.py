@@ -36,6 +36,13 @@ def _cluster_config(args: argparse.Namespace) -> ClusteringConfig:
     return ClusteringConfig(method=args.method, top_k=args.top_k, threshold=args.threshold, n_clusters=args.n_clusters)
 
 
+def _add_cluster(sub) -> None:
+    p = _subcommand(sub, "cluster", help="cluster the models of a records file by Eq. 1 similarity")
+    p.add_argument("--records", required=True, help="records file (CSV or Parquet)")
+    _add_cluster_options(p)
+    p.set_defaults(func=_cmd_cluster)
+
+
 def _cmd_cluster(args: argparse.Namespace) -> dict:
     from hf_twophase.method.phase1 import Phase1
     from hf_twophase.records.matrix import PerformanceMatrix
@@ -51,6 +58,19 @@ def _cmd_cluster(args: argparse.Namespace) -> dict:
             if rep is not None:
                 print(f"  [{len(members)}] representative {rep}")
     return out
+
+
+def _add_recall(sub) -> None:
+    p = _subcommand(sub, "recall", help="coarse recall (phase 1) of the top-K models for a target dataset")
+    p.add_argument("--records", required=True, help="records file (CSV or Parquet)")
+    p.add_argument("--proxy", required=True, help="proxy-score file: model, dataset, method, score[, cost]")
+    p.add_argument("--target", required=True, help="target dataset; its rows in --records are left out")
+    p.add_argument("--k", type=int, default=10, help="how many models to recall")
+    p.add_argument("--proxy-method", default=None, help="which proxy method to read when the file has several")
+    p.add_argument("--normaliser", default="auto", choices=["auto", "exp", "minmax", "rank"],
+                   help="auto: exp for LEEP, min-max otherwise")
+    _add_cluster_options(p)
+    p.set_defaults(func=_cmd_recall)
 
 
 def _cmd_recall(args: argparse.Namespace) -> dict:
@@ -81,9 +101,21 @@ def _cmd_recall(args: argparse.Namespace) -> dict:
 
 
 def _cmd_replay(args: argparse.Namespace) -> dict:
-    from hf_twophase.method.replay import replay_command
+    from hf_twophase.cli.replay import replay_command
 
     return replay_command(args)
+
+
+def _add_synth(sub) -> None:
+    p = _subcommand(sub, "synth", help="write a synthetic records file (and proxy scores) for demos and tests")
+    p.add_argument("--out", required=True, help="records file to write (.csv or .parquet)")
+    p.add_argument("--proxy-out", default=None, help="also write LEEP-like proxy scores here")
+    p.add_argument("--models", type=int, default=40)
+    p.add_argument("--benchmarks", type=int, default=12)
+    p.add_argument("--families", type=int, default=6)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
 
 
 def _cmd_synth(args: argparse.Namespace) -> dict:
@@ -106,6 +138,32 @@ def _cmd_synth(args: argparse.Namespace) -> dict:
         print(f"wrote {out['rows']} synthetic records to {path}" + (f" and proxy scores to {args.proxy_out}"
                                                                      if args.proxy_out else ""))
     return out
+
+
+def _add_build_matrix(sub) -> None:
+    p = _subcommand(sub, "build-matrix", help="fine-tune every model on every benchmark and record the curves")
+    p.add_argument("--models", nargs="+", required=True, help="Hub ids, local folders or timm 'local-dir:' names")
+    p.add_argument("--benchmarks", nargs="+", required=True, help="registered benchmark names (e.g. digits)")
+    p.add_argument("--out", required=True, help="output folder: one file per cell, then records.parquet")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--evals-per-epoch", type=int, default=1)
+    p.add_argument("--subset", type=int, default=None, help="training examples per benchmark (default: its spec)")
+    p.add_argument("--eval-subset", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain finished cells whose settings differ from these (default: refuse and name them)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="train cells in N local processes, one GPU each when there are GPUs")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="train only this worker's share of the cells (for schedulers: Slurm, Ray, ...)")
+    p.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (pip install 'hf-twophase[ray]')")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)")
+    p.add_argument("--push", default=None, metavar="REPO_ID",
+                   help="then publish the records as this Hub dataset, merged with what it already holds")
+    p.set_defaults(func=_cmd_build_matrix)
 
 
 def _cmd_build_matrix(args: argparse.Namespace) -> dict:
@@ -160,6 +218,15 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
     return out
 
 
+def _add_import(sub) -> None:
+    p = _subcommand(sub, "import", help="turn published results (plasware, transfergraph, quicktune) into records")
+    p.add_argument("source", choices=["plasware", "transfergraph", "quicktune"])
+    p.add_argument("source_dir", help="folder holding the source's files under their original names")
+    p.add_argument("--out", required=True, help="records file to write (.csv or .parquet)")
+    p.add_argument("--proxy-out", default=None, help="also write the source's proxy scores here")
+    p.set_defaults(func=_cmd_import)
+
+
 def _cmd_import(args: argparse.Namespace) -> dict:
     from hf_twophase.records.importers import import_results
     from hf_twophase.records.matrix import PerformanceMatrix
@@ -201,6 +268,21 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _add_hub_server(sub) -> None:
+    p = _subcommand(sub, "hub-server", help="serve a local, Hub-compatible HTTP API from a folder (air-gapped teams)")
+    p.add_argument("--root", required=True, help="folder that keeps the repositories")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.1, localhost or ::1)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free port, printed at start)")
+    p.add_argument("--tokens", default=None, metavar="FILE",
+                   help='JSON {"<token>": ["<namespace>", ...]} ("*": every namespace): only these tokens write, '
+                        "each to its namespaces (default: any token writes anywhere)")
+    p.add_argument("--max-body-mb", type=_positive_int, default=64, help="largest JSON/commit request body in MiB")
+    p.add_argument("--max-upload-mb", type=_positive_int, default=20 * 1024, help="largest LFS upload in MiB")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds a client may stay silent mid-request before it is disconnected")
+    p.set_defaults(func=_cmd_hub_server)
+
+
 def _cmd_hub_server(args: argparse.Namespace) -> dict:
     from hf_twophase.hub.server import LocalHub
 
@@ -219,95 +301,32 @@ def _cmd_hub_server(args: argparse.Namespace) -> dict:
     return {}
 
 
+def _subcommand(sub, name: str, *, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's own name
+    parser = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+def _add_replay(sub) -> None:
+    from hf_twophase.cli.replay import add_replay_arguments
+
+    p = sub.add_parser("replay", help="replay a selection policy over recorded learning curves (leave-one-out)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_replay_arguments(p)
+    p.set_defaults(func=_cmd_replay)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-twophase", description="Two-phase recall-and-select model selection for Hugging Face models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("cluster", help="cluster the models of a records file by Eq. 1 similarity")
-    p.add_argument("--records", required=True, help="records file (CSV or Parquet)")
-    _add_cluster_options(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_cmd_cluster)
-
-    p = sub.add_parser("recall", help="coarse recall (phase 1) of the top-K models for a target dataset")
-    p.add_argument("--records", required=True, help="records file (CSV or Parquet)")
-    p.add_argument("--proxy", required=True, help="proxy-score file: model, dataset, method, score[, cost]")
-    p.add_argument("--target", required=True, help="target dataset; its rows in --records are left out")
-    p.add_argument("--k", type=int, default=10, help="how many models to recall")
-    p.add_argument("--proxy-method", default=None, help="which proxy method to read when the file has several")
-    p.add_argument("--normaliser", default="auto", choices=["auto", "exp", "minmax", "rank"],
-                   help="auto: exp for LEEP, min-max otherwise")
-    _add_cluster_options(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_cmd_recall)
-
-    p = sub.add_parser("synth", help="write a synthetic records file (and proxy scores) for demos and tests")
-    p.add_argument("--out", required=True, help="records file to write (.csv or .parquet)")
-    p.add_argument("--proxy-out", default=None, help="also write LEEP-like proxy scores here")
-    p.add_argument("--models", type=int, default=40)
-    p.add_argument("--benchmarks", type=int, default=12)
-    p.add_argument("--families", type=int, default=6)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_cmd_synth)
-
-    p = sub.add_parser("build-matrix", help="fine-tune every model on every benchmark and record the curves")
-    p.add_argument("--models", nargs="+", required=True, help="Hub ids, local folders or timm 'local-dir:' names")
-    p.add_argument("--benchmarks", nargs="+", required=True, help="registered benchmark names (e.g. digits)")
-    p.add_argument("--out", required=True, help="output folder: one file per cell, then records.parquet")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--evals-per-epoch", type=int, default=1)
-    p.add_argument("--subset", type=int, default=None, help="training examples per benchmark (default: its spec)")
-    p.add_argument("--eval-subset", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
-    p.add_argument("--overwrite", action="store_true",
-                   help="retrain finished cells whose settings differ from these (default: refuse and name them)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="train cells in N local processes, one GPU each when there are GPUs")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="train only this worker's share of the cells (for schedulers: Slurm, Ray, ...)")
-    p.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (pip install 'hf-twophase[ray]')")
-    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)")
-    p.add_argument("--push", default=None, metavar="REPO_ID",
-                   help="then publish the records as this Hub dataset, merged with what it already holds")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_cmd_build_matrix)
-
-    p = sub.add_parser("import", help="turn published results (plasware, transfergraph, quicktune) into records")
-    p.add_argument("source", choices=["plasware", "transfergraph", "quicktune"])
-    p.add_argument("source_dir", help="folder holding the source's files under their original names")
-    p.add_argument("--out", required=True, help="records file to write (.csv or .parquet)")
-    p.add_argument("--proxy-out", default=None, help="also write the source's proxy scores here")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_cmd_import)
-
-    p = sub.add_parser("hub-server", help="serve a local, Hub-compatible HTTP API from a folder (air-gapped teams)")
-    p.add_argument("--root", required=True, help="folder that keeps the repositories")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.1, localhost or ::1)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free port, printed at start)")
-    p.add_argument("--tokens", default=None, metavar="FILE",
-                   help='JSON {"<token>": ["<namespace>", ...]} ("*": every namespace): only these tokens write, '
-                        "each to its namespaces (default: any token writes anywhere)")
-    p.add_argument("--max-body-mb", type=_positive_int, default=64, help="largest JSON/commit request body in MiB")
-    p.add_argument("--max-upload-mb", type=_positive_int, default=20 * 1024, help="largest LFS upload in MiB")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds a client may stay silent mid-request before it is disconnected")
-    p.set_defaults(func=_cmd_hub_server)
-
+    for add in (_add_cluster, _add_recall, _add_synth,
+                _add_build_matrix, _add_import, _add_hub_server, _add_replay):
+        add(sub)
     sub.add_parser("select", help="the main job: choose and fine-tune the best model for a dataset "
                                   "(hf-twophase select --help)", add_help=False)
-
-    from hf_twophase.method.replay import add_replay_arguments
-
-    p = sub.add_parser("replay", help="replay a selection policy over recorded learning curves (leave-one-out)")
-    add_replay_arguments(p)
-    p.set_defaults(func=_cmd_replay)
     return parser
 
 
@@ -316,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["select"]:  # the main job has its own parser, shared with examples/select.py
         from hf_twophase.cli.select import main as select_main
 
-        return select_main(argv[1:])
+        return select_main(argv[1:], prog="hf-twophase select")
     parser = build_parser()
     args = parser.parse_args(argv)
     wants_json = getattr(args, "json", False)

@@ -8,23 +8,30 @@ and the data and the matrix are read, before any model is downloaded or trained.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from hf_twophase.atomic import write_json_atomic, write_text_atomic
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
+from hf_twophase.method.registry import POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 
-TASKS = ("image-classification", "text-classification")
+if TYPE_CHECKING:  # pragma: no cover
+    from hf_twophase.build.defaults import DefaultSetup
+from hf_twophase.tasks import TASKS, check_task
+
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="select", description="Choose and fine-tune the best model for a classification dataset (two-phase "
-                                   "recall-and-select). With no arguments: the embedded offline default.")
+        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Choose and fine-tune the best model for a classification dataset (two-phase recall-and-select). "
+                    "With no arguments: the embedded offline default.")
     p.add_argument("--task", default="image-classification", help=f"one of {', '.join(TASKS)}")
     p.add_argument("--dataset", default=None,
                    help="a Hub dataset id, a folder (save_to_disk, or images in class folders), 'imagefolder:DIR', "
@@ -37,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, help="how many Hub models to list with --matrix")
     p.add_argument("--k", type=int, default=None, help="how many models phase 1 recalls")
     p.add_argument("--budget", type=int, default=None, help="training steps per candidate (the full budget)")
-    p.add_argument("--stage-steps", type=int, default=None, help="steps of the first stage (default: budget / 4)")
+    p.add_argument("--stage-steps", type=int, default=None,
+                   help=f"steps of the first stage (default: budget / {STAGES_PER_BUDGET})")
     p.add_argument("--growth", type=float, default=1.0, help="each stage this many times longer than the last")
-    p.add_argument("--policy", default="fine-selection",
-                   choices=["fine-selection", "successive-halving", "brute-force"])
-    p.add_argument("--variant", default="improved", choices=["improved", "paper"],
+    p.add_argument("--policy", default="fine-selection", choices=POLICY_NAMES)
+    p.add_argument("--variant", default="improved", choices=VARIANTS,
                    help="fine selection: our improved trend bound (default) or the paper's Algorithm 1")
     p.add_argument("--threshold", type=float, default=None, help="fine selection's pruning threshold")
     p.add_argument("--batch-size", type=int, default=None)
@@ -102,116 +109,161 @@ def _cap(ds, n: int | None, seed: int):
     return ds if n is None or len(ds) <= n else ds.shuffle(seed=seed).select(range(n))
 
 
-# ---------------------------------------------------------------- the job
-def run(args: argparse.Namespace) -> dict:
-    from accelerate import PartialState
+# ---------------------------------------------------------------- the job, one step per function
+@dataclass
+class Plan:
+    """Every setting of the job, resolved from the arguments and, where they are silent, the embedded default."""
 
+    task: str
+    budget: int
+    k: int
+    stage_steps: int
+    learning_rate: float
+    batch_size: int
+    max_train: int | None
+    max_eval: int | None
+    default: DefaultSetup | None  # the embedded default's setup, when its data or its repository is used
+    embedded: bool  # candidates and matrix are the embedded repository
+
+
+def resolve_plan(args: argparse.Namespace) -> Plan:
+    check_task(args.task)
+    embedded = args.matrix is None and args.models is None
+    default = None
+    if args.dataset is None or embedded:
+        from hf_twophase.build.defaults import SETUPS
+
+        default = SETUPS[args.task]
+    budget = args.budget if args.budget is not None else (default.budget if default else 200)
+    if budget < 1:
+        raise SelectionError(f"--budget must be >= 1, got {budget}")
+    k = args.k if args.k is not None else (default.k if default else 10)
+    if embedded:
+        from hf_twophase.build.defaults import default_root
+
+        planned = default.planned_models(default_root(args.task))
+        if k > len(planned):
+            raise SelectionError(f"--k {k} is larger than the embedded repository ({len(planned)} models)")
+    own_data = args.dataset is not None
+    return Plan(task=args.task, budget=budget, k=k, stage_steps=args.stage_steps or default_stage(budget),
+                learning_rate=args.learning_rate or (default.learning_rate if default else 5e-5),
+                batch_size=args.batch_size or (default.batch_size if default else 16),
+                max_train=args.max_train or (None if own_data else default.train_examples),
+                max_eval=args.max_eval or (None if own_data else default.eval_examples),
+                default=default, embedded=embedded)
+
+
+def prepare_output_dir(args: argparse.Namespace, state) -> None:
+    """An earlier selection in the folder is resumed (--resume), replaced (--overwrite) or refused."""
+    earlier = Path(args.output_dir) / "selection_state"
+    if not earlier.exists() or args.resume:
+        return
+    if not args.overwrite:
+        raise SelectionError(f"{args.output_dir} holds an earlier selection: pass --resume to continue it, "
+                             "--overwrite to replace it, or another --output-dir")
+    if state.is_main_process:
+        import shutil
+
+        shutil.rmtree(earlier)
+        for name in ("selection.json", "report.json", "report.md", "curves.png", "summary.txt"):
+            (Path(args.output_dir) / name).unlink(missing_ok=True)
+    state.wait_for_everyone()
+
+
+@dataclass
+class JobData:
+    train: Any
+    validation: Any
+    name: str
+    n_classes: int
+    columns: dict[str, str]  # the column names the user gave
+
+
+def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
+    """The data, checked, before any model is downloaded or trained: a dataset without labels ends here."""
     from hf_twophase.inputs.columns import detect_columns
+
+    if args.dataset is None:
+        from hf_twophase.build.benchmarks import get_benchmark
+
+        train, validation, _ = get_benchmark(plan.default.target).load(seed=args.seed)
+        name = plan.default.target
+    else:
+        train, validation = load_user_dataset(args.dataset, args.task, seed=args.seed)
+        name = args.dataset
+    train, validation = _cap(train, plan.max_train, args.seed), _cap(validation, plan.max_eval, args.seed)
+    given = {"label_column": args.label_column, "text_column": args.text_column, "image_column": args.image_column}
+    given = {key: value for key, value in given.items() if value}
+    columns = detect_columns(train, **given)
+    modality = "image" if args.task == "image-classification" else "text"
+    if columns.modality != modality:
+        raise SelectionError(f"--task {args.task} needs {modality} input, but the dataset's input column "
+                             f"'{columns.image or columns.text}' holds {columns.modality}")
+    detect_columns(validation, **given)
+    return JobData(train, validation, name, columns.n_classes, given)
+
+
+def make_selector(args: argparse.Namespace, plan: Plan, state):
+    """The candidates joined with the matrix: the embedded repository (built once, by one process), the user's
+    models, or the Hub's top models for the task. Returns (selector, build seconds or None, built now)."""
     from hf_twophase.proxy.scorer import ProxyConfig
     from hf_twophase.selector import RepoSelector, SelectorConfig
+
+    config = SelectorConfig(k=plan.k, cold_budget=args.cold_budget, policy=args.policy, growth=args.growth,
+                            variant=args.variant, threshold=args.threshold, stage_steps=plan.stage_steps,
+                            proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=state.is_main_process))
+    build_seconds, built_now, repo = None, False, None
+    if args.matrix is None:  # the embedded repository's matrix is needed: build it once, in one process
+        from hf_twophase.build.defaults import ensure_default
+
+        with state.main_process_first():
+            repo = ensure_default(args.task, progress=state.is_main_process, use_cpu=args.cpu or None)
+        build_seconds, built_now = repo.build_seconds, repo.built_now
+    if plan.embedded:
+        selector = RepoSelector.from_models(repo.models, repo.matrix, task=args.task, config=config)
+    elif args.models:
+        selector = RepoSelector.from_models(args.models, args.matrix or repo.matrix, task=args.task, config=config)
+    else:
+        selector = RepoSelector.from_hub(task=args.task, matrix=args.matrix, limit=args.limit, config=config)
+    selector.check_k(plan.k)
+    return selector, build_seconds, built_now
+
+
+def training_arguments(args: argparse.Namespace, plan: Plan, main: bool):
+    import transformers as tf
+
+    return tf.TrainingArguments(
+        output_dir=args.output_dir, max_steps=plan.budget, per_device_train_batch_size=plan.batch_size,
+        per_device_eval_batch_size=max(64, plan.batch_size), learning_rate=plan.learning_rate, seed=args.seed,
+        report_to=[], use_cpu=args.cpu, disable_tqdm=not main, logging_steps=plan.stage_steps,
+        # the coordinator writes its own stage checkpoints (what --resume needs), whatever the template says
+        save_strategy="no", dataloader_pin_memory=not args.cpu and _has_accelerator())
+
+
+def run(args: argparse.Namespace) -> dict:
+    from accelerate import PartialState
 
     state = PartialState()
     main = state.is_main_process
     started = time.perf_counter()
-    if args.task not in TASKS:
-        raise SelectionError(f"unknown task {args.task!r}; expected one of {', '.join(TASKS)}")
-    embedded = args.matrix is None and args.models is None
-    default_setup = None
-    if args.dataset is None or embedded:
-        from hf_twophase.build.defaults import SETUPS, default_root
-
-        default_setup = SETUPS[args.task]
-    budget = args.budget or (default_setup.budget if default_setup else 200)
-    k = args.k or (default_setup.k if default_setup else 10)
-    if budget < 1:
-        raise SelectionError(f"--budget must be >= 1, got {budget}")
-    earlier = Path(args.output_dir) / "selection_state"
-    if earlier.exists() and not args.resume:
-        if not args.overwrite:
-            raise SelectionError(f"{args.output_dir} holds an earlier selection: pass --resume to continue it, "
-                                 "--overwrite to replace it, or another --output-dir")
-        if main:
-            import shutil
-
-            shutil.rmtree(earlier)
-            for name in ("selection.json", "report.json", "report.md", "curves.png", "summary.txt"):
-                (Path(args.output_dir) / name).unlink(missing_ok=True)
-        state.wait_for_everyone()
-    if embedded:
-        planned = default_setup.planned_models(default_root(args.task))
-        if k > len(planned):
-            raise SelectionError(f"--k {k} is larger than the embedded repository ({len(planned)} models)")
-
-    # the data first: a dataset without labels ends here, before any model is downloaded or trained
-    if args.dataset is None:
-        from hf_twophase.build.benchmarks import get_benchmark
-
-        train, validation, _ = get_benchmark(default_setup.target).load(seed=args.seed)
-        dataset_name = default_setup.target
-    else:
-        train, validation = load_user_dataset(args.dataset, args.task, seed=args.seed)
-        dataset_name = args.dataset
-    max_train = args.max_train or (default_setup.train_examples if args.dataset is None else None)
-    max_eval = args.max_eval or (default_setup.eval_examples if args.dataset is None else None)
-    train, validation = _cap(train, max_train, args.seed), _cap(validation, max_eval, args.seed)
-    columns = {"label_column": args.label_column, "text_column": args.text_column, "image_column": args.image_column}
-    cols = detect_columns(train, **columns)
-    modality = "image" if args.task == "image-classification" else "text"
-    if cols.modality != modality:
-        raise SelectionError(f"--task {args.task} needs {modality} input, but the dataset's input column "
-                             f"'{cols.image or cols.text}' holds {cols.modality}")
-    detect_columns(validation, **columns)
-
-    config = SelectorConfig(k=k, cold_budget=args.cold_budget, policy=args.policy, growth=args.growth,
-                            variant=args.variant, threshold=args.threshold,
-                            stage_steps=args.stage_steps or max(1, budget // 4),
-                            proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=main))
-    build_seconds, built_now = None, False
-    if embedded:
-        from hf_twophase.build.defaults import ensure_default
-
-        with state.main_process_first():  # one process builds the cache, the others then read it
-            repo = ensure_default(args.task, progress=main, use_cpu=args.cpu or None)
-        build_seconds, built_now = repo.build_seconds, repo.built_now
-        selector = RepoSelector.from_models(repo.models, repo.matrix, task=args.task, config=config)
-    elif args.models:
-        selector = RepoSelector.from_models(args.models, args.matrix or _default_matrix(args.task, state),
-                                            task=args.task, config=config)
-    else:
-        selector = RepoSelector.from_hub(task=args.task, matrix=args.matrix, limit=args.limit, config=config)
-    selector.check_k(k)
-
-    import transformers as tf
-
-    lr = args.learning_rate or (default_setup.learning_rate if default_setup else 5e-5)
-    batch = args.batch_size or (default_setup.batch_size if default_setup else 16)
-    training_args = tf.TrainingArguments(
-        output_dir=args.output_dir, max_steps=budget, per_device_train_batch_size=batch,
-        per_device_eval_batch_size=max(64, batch), learning_rate=lr, seed=args.seed, report_to=[],
-        use_cpu=args.cpu, disable_tqdm=not main, logging_steps=max(1, budget // 4), save_strategy="no",
-        dataloader_pin_memory=not args.cpu and _has_accelerator())
+    plan = resolve_plan(args)
+    prepare_output_dir(args, state)
+    data = load_data(args, plan)
+    selector, build_seconds, built_now = make_selector(args, plan, state)
     phase1_start = time.perf_counter()
-    recall = selector.recall(train, k, **{key: v for key, v in columns.items() if v})
+    recall = selector.recall(data.train, plan.k, **data.columns)
     phase1_seconds = time.perf_counter() - phase1_start
-    result = selector.select(train, validation, training_args, recall=recall, resume=args.resume, progress=main,
-                             **{key: v for key, v in columns.items() if v})
+    result = selector.select(data.train, data.validation, training_arguments(args, plan, main), recall=recall,
+                             resume=args.resume, progress=main, **data.columns)
     pushed = None
     if args.push_to_hub and main:
-        pushed = result.push_to_hub(args.push_to_hub, task=args.task, dataset_name=dataset_name)
-    total = time.perf_counter() - started
-    summary = _summary(result, selector, recall, dataset_name, len(train), len(validation), cols.n_classes,
-                       total, phase1_seconds, build_seconds, built_now, pushed, args)
+        pushed = result.push_to_hub(args.push_to_hub, task=args.task, dataset_name=data.name)
+    summary = _summary(result, selector, recall, data, time.perf_counter() - started, phase1_seconds,
+                       build_seconds, built_now, pushed, args)
     if main:
-        (Path(args.output_dir) / "summary.txt").write_text(summary["screen"])
+        write_text_atomic(Path(args.output_dir) / "summary.txt", summary["screen"])
         print(summary["screen"], flush=True)
     return summary
-
-
-def _default_matrix(task: str, state):
-    from hf_twophase.build.defaults import ensure_default
-
-    with state.main_process_first():
-        return ensure_default(task).matrix
 
 
 def _short(name: str) -> str:
@@ -223,15 +275,15 @@ def _fmt_seconds(s: float) -> str:
     return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.1f} s"
 
 
-def _summary(result, selector, recall, dataset_name, n_train, n_val, n_classes, total, phase1_seconds,
-             build_seconds, built_now, pushed, args) -> dict:
+def _summary(result, selector, recall, data: JobData, total, phase1_seconds, build_seconds, built_now, pushed,
+             args) -> dict:
     report = result.report
-    trained = [c for c in report.candidates if c.status not in ("not-recalled", "skipped")]
+    trained = [c for c in report.candidates if c.name in set(report.trained_candidates)]
     bf, sh, spent = report.brute_force_steps, report.successive_halving_steps(), report.steps_spent
     lines = [
         "=" * 78,
-        f"hf-twophase select: {selector.task} on {dataset_name} ({n_train} train / {n_val} validation, "
-        f"{n_classes} classes)",
+        f"hf-twophase select: {selector.task} on {data.name} ({len(data.train)} train / {len(data.validation)} "
+        f"validation, {data.n_classes} classes)",
         f"  done in {_fmt_seconds(total)}" + (
             "" if build_seconds is None else
             f"; embedded repository {'built now in' if built_now else 'reused from the cache (built once in'} "
@@ -269,16 +321,17 @@ def _summary(result, selector, recall, dataset_name, n_train, n_val, n_classes, 
             "build_seconds": None if build_seconds is None else round(build_seconds, 1), "built_now": built_now}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     try:
         out = run(args)
     except HFTwoPhaseError as exc:
-        print(f"select: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     if os.environ.get("HF_TWOPHASE_SELECT_JSON"):
-        Path(os.environ["HF_TWOPHASE_SELECT_JSON"]).write_text(json.dumps({k: v for k, v in out.items()
-                                                                           if k != "screen"}, indent=2))
+        write_json_atomic(os.environ["HF_TWOPHASE_SELECT_JSON"], {k: v for k, v in out.items() if k != "screen"},
+                          indent=2)
     return 0
 
 

@@ -8,6 +8,7 @@ columns the text or text pair), or given explicitly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,32 @@ def _feature_type(feature) -> str:
     return type(feature).__name__
 
 
+def _label_column(dataset, label_column: str | None) -> tuple[str, int]:
+    """The label column (the one named, a ClassLabel, or a usual name) and its class count."""
+    features = dataset.features
+    names = list(features)
+    label = label_column or next((c for c in names if _feature_type(features[c]) == "ClassLabel"), None)
+    label = label or next((c for c in LABEL_NAMES if c in names), None)
+    if label is None or label not in names:
+        raise DatasetError(f"no label column found among {names}; expected a ClassLabel column or one named "
+                           f"{', '.join(LABEL_NAMES)} (or pass label_column=...)")
+    feature = features[label]
+    kind = _feature_type(feature)
+    if kind in ("Sequence", "List", "LargeList") or isinstance(feature, list):
+        raise DatasetError(f"label column '{label}' holds lists (multi-label); expected one integer class per "
+                           "example")
+    if kind == "ClassLabel":
+        return label, int(feature.num_classes)
+    dtype = getattr(feature, "dtype", "")
+    if not str(dtype).startswith(("int", "uint")):
+        raise DatasetError(f"label column '{label}' has type {dtype or kind}; expected integer class ids "
+                           "(cast it with dataset.class_encode_column('" + label + "'))")
+    values = np.asarray(dataset[label])
+    if values.min() < 0:
+        raise DatasetError(f"label column '{label}' has negative class ids; expected 0..C-1")
+    return label, int(values.max()) + 1
+
+
 def detect_columns(
     dataset,
     *,
@@ -63,27 +90,7 @@ def detect_columns(
     features = dataset.features
     names = list(features)
 
-    label = label_column or next((c for c in names if _feature_type(features[c]) == "ClassLabel"), None)
-    label = label or next((c for c in LABEL_NAMES if c in names), None)
-    if label is None or label not in names:
-        raise DatasetError(f"no label column found among {names}; expected a ClassLabel column or one named "
-                           f"{', '.join(LABEL_NAMES)} (or pass label_column=...)")
-    feature = features[label]
-    kind = _feature_type(feature)
-    if kind in ("Sequence", "List", "LargeList") or isinstance(feature, list):
-        raise DatasetError(f"label column '{label}' holds lists (multi-label); expected one integer class per "
-                           "example")
-    if kind == "ClassLabel":
-        n_classes = int(feature.num_classes)
-    else:
-        dtype = getattr(feature, "dtype", "")
-        if not str(dtype).startswith(("int", "uint")):
-            raise DatasetError(f"label column '{label}' has type {dtype or kind}; expected integer class ids "
-                               "(cast it with dataset.class_encode_column('" + label + "'))")
-        values = np.asarray(dataset[label])
-        if values.min() < 0:
-            raise DatasetError(f"label column '{label}' has negative class ids; expected 0..C-1")
-        n_classes = int(values.max()) + 1
+    label, n_classes = _label_column(dataset, label_column)
 
     if modality not in (None, "text", "image"):
         raise DatasetError(f"unknown modality {modality!r}; expected 'text' or 'image'")
@@ -133,3 +140,19 @@ def stratified_indices(labels: np.ndarray, max_samples: int | None, seed: int = 
     chosen = [rng.choice(np.flatnonzero(labels == c), size=min(q, cnt), replace=False)
               for c, q, cnt in zip(classes, quota, counts, strict=True) if q > 0]
     return np.sort(np.concatenate(chosen))
+
+
+def as_rgb(image) -> Any:
+    """Any image value a dataset holds (PIL, array, undecoded bytes) as an RGB PIL image."""
+    from PIL import Image
+
+    if isinstance(image, dict) and "bytes" in image:  # undecoded datasets Image
+        import io
+
+        image = Image.open(io.BytesIO(image["bytes"]))
+    if not isinstance(image, Image.Image):
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        image = Image.fromarray(array)
+    return image.convert("RGB")

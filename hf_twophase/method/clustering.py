@@ -61,9 +61,6 @@ class Clustering:
         """Indices of clusters with at least two members: the only ones whose representative is scored."""
         return [i for i, members in enumerate(self.clusters) if len(members) > 1]
 
-    def cluster_of(self, model: str) -> int:
-        return int(self.labels[self.models.index(model)])
-
     def to_dict(self) -> dict:
         return {
             "clusters": self.clusters,

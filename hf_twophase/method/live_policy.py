@@ -11,17 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from hf_twophase.errors import SelectionError
-from hf_twophase.method.policies import (
-    BruteForce,
-    SelectionPolicy,
-    StageSchedule,
-    SuccessiveHalving,
-    make_fine_selection,
-)
-from hf_twophase.method.replay import CurveCube
+from hf_twophase.method.policies import SelectionPolicy
+from hf_twophase.method.registry import make_policy
+from hf_twophase.method.trends import benchmark_curves
+from hf_twophase.records.curves import CurveCube
 from hf_twophase.records.matrix import PerformanceMatrix
-
-LIVE_POLICIES = ("fine-selection", "successive-halving", "brute-force")
 
 
 def fraction_curve_step(budget: int, curve_length: int):
@@ -47,22 +41,18 @@ def live_policy(
     threshold: float | None = None,
     exclude: str | None = None,
 ) -> SelectionPolicy:
-    """The policy a live selection runs. Fine selection reads each candidate's curves from ``matrix`` (all
-    benchmarks but ``exclude``); a candidate the matrix does not know is judged by its validation score alone."""
-    schedule = StageSchedule(stage_steps, growth)
-    if name == "brute-force":
-        return BruteForce()
-    if name == "successive-halving":
-        return SuccessiveHalving(schedule)
-    if name != "fine-selection":
-        raise SelectionError(f"unknown policy {name!r}; expected one of {', '.join(LIVE_POLICIES)}")
-    if matrix is None:
+    """The policy a live selection runs, from the shared factory. Fine selection reads each candidate's curves from
+    ``matrix`` (all benchmarks but ``exclude``); a candidate the matrix does not know is judged by its validation
+    score alone."""
+    if name == "fine-selection" and matrix is None:
         raise SelectionError("fine selection needs a performance matrix for its convergence trends")
+    if name != "fine-selection":
+        return make_policy(name, stage=stage_steps, growth=growth, variant=variant, threshold=threshold)
     known = set(matrix.models)
     wanted = [c for c in candidates if c in known]
     cube = CurveCube(matrix.subset(models=wanted)) if wanted else None
-    curves = {m: cube.benchmark_curves(m, exclude=exclude or "") for m in wanted} if cube else {}
-    policy = make_fine_selection({m: c for m, c in curves.items() if c is not None}, variant, threshold=threshold,
-                                 stage=stage_steps, growth=growth)
+    curves = {m: benchmark_curves(cube, m, exclude=exclude or "") for m in wanted} if cube else {}
+    policy = make_policy(name, stage=stage_steps, growth=growth, variant=variant, threshold=threshold,
+                         curves={m: c for m, c in curves.items() if c is not None})
     policy.curve_step = fraction_curve_step(budget, cube.max_step if cube else 1)
     return policy

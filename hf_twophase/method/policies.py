@@ -139,8 +139,7 @@ class FineSelection(SelectionPolicy):
     From the worst validation score upward, a candidate stops when some candidate with a better val
     is predicted to finish higher by more than `threshold`. Then, if more than half remain, the worst
     by val go until half remain. A candidate with no prediction (too few benchmark curves) is judged
-    by val alone. `rank_by="predicted"` halves by predicted final score instead of val where every
-    survivor has a prediction (our variant; the paper ranks by val).
+    by val alone.
     """
 
     name = "fine-selection"
@@ -152,7 +151,6 @@ class FineSelection(SelectionPolicy):
         predictor: TrendPredictor | None = None,
         threshold: float = 0.0,
         schedule: StageSchedule | None = None,
-        rank_by: str = "val",
         bound: str = "point",
         curve_step: Callable[[int], int] | None = None,
         runner_up_guard: TrendPredictor | None = None,
@@ -162,20 +160,17 @@ class FineSelection(SelectionPolicy):
         self.curve_step = curve_step  # live step -> index into the benchmark curves (e.g. the stage number)
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
-        if rank_by not in ("val", "predicted", "optimistic"):
-            raise ValueError(f"rank_by must be 'val', 'predicted' or 'optimistic', got {rank_by!r}")
         if bound not in ("point", "interval"):
             raise ValueError(f"bound must be 'point' or 'interval', got {bound!r}")
         self.bound = bound
         self._curves = curves
         self.predictor = predictor or PaperTrendPredictor()
         self.threshold = threshold
-        self.rank_by = rank_by
         self._cache: dict[tuple[int, str, int, float], Prediction | None] = {}  # keyed by id(predictor) first
 
     def describe(self) -> dict:
         out = {**super().describe(), "threshold": self.threshold, "predictor": self.predictor.name,
-               "rank_by": self.rank_by, "bound": self.bound}
+               "bound": self.bound}
         if self.runner_up_guard is not None:
             out["runner_up_guard"] = self.runner_up_guard.name
         return out
@@ -237,18 +232,11 @@ class FineSelection(SelectionPolicy):
             guarded = self._runner_up_holds(step, left, vals)  # judged on the val order: halving keeps those two
             keep = 2 if guarded else 1
         if len(left) > keep:
-            if self.rank_by != "val" and not guarded and all(preds[c] is not None for c in left):
-                key = (lambda c: preds[c].value) if self.rank_by == "predicted" else (lambda c: preds[c].upper)
-                ranked = sorted(left, key=lambda c: (key(c), _val(vals, c), c))
-                how = "by predicted final score" if self.rank_by == "predicted" else "by optimistic predicted score"
-            else:
-                ranked = left
-                how = "by val" + ("" if self.rank_by == "val" else " (a survivor has no prediction)")
-            for c in ranked[: len(left) - keep]:
+            for c in left[: len(left) - keep]:
                 p = preds[c]
                 removed.append(Decision(c, step, "pruned", "halved", val=_val(vals, c),
                                         predicted=None if p is None else p.value,
-                                        note=f"not in the best {keep} of {len(alive)} {how}"
+                                        note=f"not in the best {keep} of {len(alive)} by val"
                                         + ("; no prediction (too few benchmark curves)" if p is None else "")
                                         + (f"; {guarded}" if guarded else "")))
         return removed

@@ -8,7 +8,7 @@ so a normaliser maps them to [0, 1] before they multiply accuracies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,3 +139,15 @@ def coarse_recall(
         recalled=top, scored=list(needed), scores={models[i]: float(recall[i]) for i in order},
         proxy={m: float(proxy[m]) for m in needed}, note=note,
     )
+
+
+def rank_cold(warm_scores: np.ndarray, representative_proxy: Sequence[float], cold_proxy: dict[str, float],
+              normaliser: Normaliser) -> dict[str, float]:
+    """Recall scores of cold models (no benchmark row): their proxy, normalised together with the representatives'
+    so both sit on one scale, times the median warm model's mean benchmark score as the prior they lack."""
+    accs = mean_scores(warm_scores) if len(warm_scores) else np.array([])
+    prior = float(np.nanmedian(accs)) if len(accs) and np.isfinite(accs).any() else 1.0
+    names = list(cold_proxy)
+    raw = np.array([*representative_proxy, *(cold_proxy[m] for m in names)], dtype=float)
+    normed = normaliser(raw)[len(representative_proxy):]
+    return {model: prior * float(value) for model, value in zip(names, normed, strict=True)}

@@ -7,7 +7,6 @@ other datasets serve as benchmarks. The policy objects are the ones live trainin
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,77 +15,11 @@ import numpy as np
 
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.engine import SelectionRun
-from hf_twophase.method.policies import (
-    BruteForce,
-    Decision,
-    SelectionPolicy,
-    StageSchedule,
-    SuccessiveHalving,
-    TwoPhase,
-    make_fine_selection,
-)
-from hf_twophase.method.trends import BenchmarkCurves
+from hf_twophase.method.policies import Decision, SelectionPolicy, TwoPhase
+from hf_twophase.method.registry import make_policy
+from hf_twophase.method.trends import benchmark_curves
+from hf_twophase.records.curves import CurveCube
 from hf_twophase.records.matrix import PerformanceMatrix
-
-POLICIES = ("brute-force", "successive-halving", "fine-selection", "two-phase")
-
-
-class CurveCube:
-    """Dense view of a matrix: val[model, dataset, step-1], cost[...] and final[model, dataset] (NaN = none)."""
-
-    def __init__(self, matrix: PerformanceMatrix):
-        rec = matrix.records
-        self.models = matrix.models
-        self.datasets = matrix.datasets
-        self.max_step = int(rec["step"].max())
-        mi = {m: i for i, m in enumerate(self.models)}
-        di = {d: i for i, d in enumerate(self.datasets)}
-        m_idx = rec["model"].map(mi).to_numpy()
-        d_idx = rec["dataset"].map(di).to_numpy()
-        s_idx = rec["step"].to_numpy() - 1
-        shape = (len(self.models), len(self.datasets), self.max_step)
-        self.val = np.full(shape, np.nan)
-        self.cost = np.full(shape, np.nan)
-        self.present = np.zeros(shape, dtype=bool)
-        self.val[m_idx, d_idx, s_idx] = rec["val"].to_numpy(dtype=float)
-        self.cost[m_idx, d_idx, s_idx] = rec["cost"].to_numpy(dtype=float)
-        self.present[m_idx, d_idx, s_idx] = True
-        self.final = matrix.final_scores().reindex(index=self.models, columns=self.datasets).to_numpy(dtype=float)
-        self._mi, self._di = mi, di
-
-    def models_on(self, dataset: str) -> list[str]:
-        d = self._di[dataset]
-        return [m for i, m in enumerate(self.models) if self.present[i, d].any()]
-
-    def benchmark_curves(self, model: str, exclude: str) -> BenchmarkCurves | None:
-        """A model's curves on every dataset but `exclude`: the only history fine selection may use."""
-        i = self._mi.get(model)
-        if i is None:
-            return None
-        keep = [j for j, d in enumerate(self.datasets) if d != exclude and self.present[i, j].any()]
-        if not keep:
-            return None
-        return BenchmarkCurves(benchmarks=tuple(self.datasets[j] for j in keep), val=self.val[i, keep],
-                               final=self.final[i, keep])
-
-    def val_at(self, model: str, dataset: str, step: int) -> float:
-        """The val a live run would report at `step`: the latest recorded point at or before it."""
-        row = self.val[self._mi[model], self._di[dataset], :step]
-        have = self.present[self._mi[model], self._di[dataset], :step]
-        return float(row[have][-1]) if have.any() else float("nan")
-
-    def cost_until(self, model: str, dataset: str, step: int) -> float:
-        """Recorded cost of steps 1..step; a recorded step without a cost counts as one unit."""
-        c = self.cost[self._mi[model], self._di[dataset], :step]
-        have = self.present[self._mi[model], self._di[dataset], :step]
-        return float(np.where(np.isnan(c), 1.0, c)[have].sum())
-
-    def last_step(self, model: str, dataset: str) -> int:
-        have = np.flatnonzero(self.present[self._mi[model], self._di[dataset]])
-        return int(have[-1]) + 1 if have.size else 0
-
-    def final_of(self, model: str, dataset: str) -> float:
-        return float(self.final[self._mi[model], self._di[dataset]])
 
 
 @dataclass
@@ -164,23 +97,19 @@ def policy_factory(
     variant: str = "improved",
     recall: Callable[[CurveCube, str], Callable[[list[str]], tuple[list[str], float]]] | None = None,
 ) -> PolicyFactory:
-    """Build the policy for one target; fine selection gets the candidates' leave-one-out benchmark curves,
-    two-phase also a `recall(cube, target)` that returns its phase-1 function."""
-    if policy == "brute-force":
-        return lambda cube, target: BruteForce()
-    if policy == "successive-halving":
-        return lambda cube, target: SuccessiveHalving(StageSchedule(stage, 1.0 if growth is None else growth))
-    if policy == "fine-selection":
-        def make(cube: CurveCube, target: str) -> SelectionPolicy:
-            return make_fine_selection(lambda m: cube.benchmark_curves(m, exclude=target), variant,
-                                       threshold=threshold, stage=stage, growth=growth)
-        return make
-    if policy == "two-phase":
-        if recall is None:
-            raise SelectionError("the two-phase policy needs proxy scores: pass --proxy FILE")
-        inner = policy_factory("fine-selection", stage=stage, growth=growth, threshold=threshold, variant=variant)
-        return lambda cube, target: TwoPhase(recall(cube, target), inner(cube, target))
-    raise SelectionError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    """Build the policy for one target with the shared factory: fine selection gets the candidates'
+    leave-one-out benchmark curves, two-phase also a `recall(cube, target)` that returns its phase-1 function."""
+    if policy == "two-phase" and recall is None:
+        raise SelectionError("the two-phase policy needs proxy scores: pass --proxy FILE")
+    make_policy(policy, stage=stage, growth=growth, variant=variant, threshold=threshold,
+                recall=lambda candidates: (candidates, 0.0))  # an unknown name or variant fails now, not per target
+
+    def make(cube: CurveCube, target: str) -> SelectionPolicy:
+        return make_policy(policy, stage=stage, growth=growth, variant=variant, threshold=threshold,
+                           curves=lambda m: benchmark_curves(cube, m, exclude=target),
+                           recall=recall(cube, target) if recall is not None else None)
+
+    return make
 
 
 def recall_phase(
@@ -254,40 +183,3 @@ def replay(
             return recall_phase(matrix, cube, target, proxy_table, k=k, proxy_method=proxy_method)
     make = policy_factory(policy, stage=stage, growth=growth, threshold=threshold, variant=variant, recall=recall)
     return [replay_target(cube, target, make, budget=budget) for target in targets]
-
-
-def add_replay_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--records", required=True, help="records file with learning curves (CSV or Parquet)")
-    p.add_argument("--proxy", default=None, help="proxy-score file (needed by --policy two-phase)")
-    p.add_argument("--targets", default=None, help="comma-separated target datasets (default: every dataset)")
-    p.add_argument("--policy", choices=POLICIES, default="fine-selection")
-    p.add_argument("--stage", type=int, default=1, help="steps in the first stage")
-    p.add_argument("--growth", type=float, default=None,
-                   help="each stage this many times longer than the one before (default 1: fixed stages)")
-    p.add_argument("--budget", type=int, default=None, help="full training budget in steps (default: longest curve)")
-    p.add_argument("--threshold", type=float, default=None, help="fine selection: trend-prune threshold (default 0)")
-    p.add_argument("--variant", choices=["paper", "improved"], default="improved",
-                   help="fine selection: the paper's Algorithm 1, or our improved predictor and schedule")
-    p.add_argument("--k", type=int, default=10, help="two-phase: models recalled in phase 1")
-    p.add_argument("--proxy-method", default=None, help="two-phase: proxy method to read")
-    p.add_argument("--decisions", action="store_true", help="include every decision in the JSON")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-
-
-def replay_command(args: argparse.Namespace) -> dict:
-    from hf_twophase.records.matrix import read_proxy_scores
-
-    matrix = PerformanceMatrix.read(args.records)
-    proxy_table = read_proxy_scores(args.proxy) if args.proxy else None
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
-    runs = replay(matrix, args.policy, targets=targets, stage=args.stage, growth=args.growth, budget=args.budget,
-                  threshold=args.threshold, variant=args.variant, proxy_table=proxy_table, k=args.k,
-                  proxy_method=args.proxy_method)
-    out = {"runs": [r.to_dict(args.decisions) for r in runs], "summary": summarise(runs)}
-    if not args.json:
-        for r in runs:
-            print(f"{r.target:>24}  {r.selected:<40} regret {r.regret:.4f}  speedup {r.speedup:6.2f}x")
-        s = out["summary"]
-        print(f"median speedup {s['median_speedup']:.2f}x, mean regret {s['mean_regret']:.4f}, "
-              f"zero regret on {s['zero_regret']}/{s['targets']} targets")
-    return out

@@ -19,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from hf_twophase.records.curves import CurveCube
+
 
 @dataclass(frozen=True)
 class BenchmarkCurves:
@@ -35,6 +37,12 @@ class BenchmarkCurves:
         v = self.val[:, step - 1]
         ok = ~(np.isnan(v) | np.isnan(self.final))
         return v[ok], self.final[ok]
+
+
+def benchmark_curves(cube: CurveCube, model: str, exclude: str) -> BenchmarkCurves | None:
+    """A model's curves on every dataset but `exclude`: the only history fine selection may use."""
+    arrays = cube.benchmark_arrays(model, exclude)
+    return None if arrays is None else BenchmarkCurves(benchmarks=arrays[0], val=arrays[1], final=arrays[2])
 
 
 @dataclass(frozen=True)
@@ -177,12 +185,3 @@ class GainTrendPredictor:
         return Prediction(value=value, n_benchmarks=len(v), trend_val=float(v[nearest].mean()),
                           detail=f"gain {gain:+.4f} over {len(nearest)} nearest benchmarks, +/- {half:.4f}",
                           low=value - half, high=value + half)
-
-
-PREDICTORS = {"paper": PaperTrendPredictor, "gain": GainTrendPredictor}
-
-
-def make_predictor(name: str) -> TrendPredictor:
-    if name not in PREDICTORS:
-        raise ValueError(f"unknown trend predictor {name!r}; expected one of {', '.join(PREDICTORS)}")
-    return PREDICTORS[name]()

@@ -14,7 +14,6 @@ safetensors unless the caller allows pickle files.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 
 from hf_twophase.errors import HFTwoPhaseError
+from hf_twophase.inputs.checkpoints import is_timm_dir, load_hint
+from hf_twophase.inputs.columns import as_rgb
 
 HEAD_KINDS = ("text-classifier", "image-classifier", "timm", "masked-lm")
 
@@ -52,31 +53,11 @@ class LoadedModel:
         return self.kind in HEAD_KINDS
 
 
-def _is_timm_dir(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        data = json.loads(cfg.read_text())
-    except ValueError:
-        return False
-    return "architecture" in data and "model_type" not in data
-
-
 def _timm_transform(model: torch.nn.Module):
     import timm.data
 
     config = timm.data.resolve_data_config({}, model=model)
     return timm.data.create_transform(**config)
-
-
-def load_hint(exc: BaseException, *, allow_pickle: bool) -> str:
-    """What the user can do about a load failure that our own safety defaults caused (empty if none did)."""
-    if "trust_remote_code" in str(exc):
-        return " (it needs custom code: pass trust_remote_code=True only if you trust this repository)"
-    if "safetensors" in str(exc).lower() and not allow_pickle:
-        return " (only pickled weights found? pass allow_pickle=True if you trust this checkpoint)"
-    return ""
 
 
 def _load_timm(spec: str, *, allow_pickle: bool) -> torch.nn.Module:
@@ -112,7 +93,7 @@ def load_model(
     try:
         if spec.startswith("packaged:"):
             return _load_packaged(spec, prefer_head=prefer_head)
-        if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or _is_timm_dir(Path(spec)):
+        if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or is_timm_dir(Path(spec)):
             module = _load_timm(spec, allow_pickle=allow_pickle)
             return LoadedModel(module.eval(), "timm", spec, timm_transform=_timm_transform(module), revision=revision)
         return _load_transformers(spec, tokenizer=tokenizer, image_processor=image_processor, revision=revision,
@@ -212,21 +193,6 @@ def n_source_labels(loaded: LoadedModel) -> int:
 
 
 # ------------------------------------------------------------------ batches
-
-
-def _as_rgb(image) -> Any:
-    from PIL import Image
-
-    if isinstance(image, dict) and "bytes" in image:  # undecoded datasets Image
-        import io
-
-        image = Image.open(io.BytesIO(image["bytes"]))
-    if not isinstance(image, Image.Image):
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        image = Image.fromarray(array)
-    return image.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -349,7 +315,7 @@ def encode_batch(
         if all(a.shape == arrays[0].shape for a in arrays) and arrays[0].ndim == 3 and arrays[0].shape[-1] == 3 \
                 and arrays[0].dtype == np.uint8:
             return {"raw_images": torch.from_numpy(np.stack(arrays))}
-    pil = [_as_rgb(x) for x in images]
+    pil = [as_rgb(x) for x in images]
     if loaded.kind == "timm":
         return {"pixel_values": torch.stack([loaded.timm_transform(x) for x in pil])}
     return {"pixel_values": loaded.image_processor(images=pil, return_tensors="pt")["pixel_values"]}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hf_twophase.atomic import write_json_atomic
+from hf_twophase.cache import cache_root
 from hf_twophase.inputs.columns import Columns, detect_columns, stratified_indices
 from hf_twophase.proxy.leep import LEEPAccumulator
 from hf_twophase.proxy.logme import logme
@@ -43,9 +44,7 @@ PATHS = {"text-classifier": "classifier-head", "image-classifier": "classifier-h
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("HF_TWOPHASE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hf_twophase")
-    return Path(root) / "proxy_scores"
+    return cache_root() / "proxy_scores"
 
 
 @dataclass

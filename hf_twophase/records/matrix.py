@@ -87,6 +87,26 @@ def _numeric_column(
     return out
 
 
+def _collapse_duplicates(out: pd.DataFrame, key: list[str], *, source: str) -> pd.DataFrame:
+    """Exact duplicate records collapse to one; duplicates that disagree are an error naming both rows."""
+    dup = out.duplicated(key, keep=False)
+    if not dup.any():
+        return out
+    for (model, dataset, step), group in out[dup].groupby(key, sort=False):
+        values = group[["val", "test", "cost"]].to_numpy()
+        if all(np.array_equal(values[0], row, equal_nan=True) for row in values[1:]):
+            continue
+        rows = group["_row"].tolist()
+        differing = next(c for c in ("val", "test", "cost")
+                         if not all(np.array_equal(group[c].iloc[0], v, equal_nan=True) for v in group[c]))
+        raise RecordsError(
+            f"duplicate record for model '{model}', dataset '{dataset}', step {step} with different values "
+            f"(rows {', '.join(map(str, rows))}); expected one record per (model, dataset, step)",
+            source=source, row=rows[1], column=differing,
+        )
+    return out.drop_duplicates(key, keep="first")
+
+
 def validate_records(frame: pd.DataFrame, *, source: str = "<records>", offset: int = 1) -> pd.DataFrame:
     """Check a raw records table and return a clean, typed copy, sorted by model, dataset and step.
 
@@ -128,24 +148,7 @@ def validate_records(frame: pd.DataFrame, *, source: str = "<records>", offset: 
             out[column] = np.nan
     out["_row"] = np.arange(len(out)) + offset
     key = ["model", "dataset", "step"]
-    dup = out.duplicated(key, keep=False)
-    if dup.any():
-        groups = out[dup].groupby(key, sort=False)
-        for (model, dataset, step), group in groups:
-            values = group[["val", "test", "cost"]].to_numpy()
-            same = all(np.array_equal(values[0], row, equal_nan=True) for row in values[1:])
-            if not same:
-                rows = group["_row"].tolist()
-                differing = next(
-                    c for c in ("val", "test", "cost")
-                    if not all(np.array_equal(group[c].iloc[0], v, equal_nan=True) for v in group[c])
-                )
-                raise RecordsError(
-                    f"duplicate record for model '{model}', dataset '{dataset}', step {step} with different values "
-                    f"(rows {', '.join(map(str, rows))}); expected one record per (model, dataset, step)",
-                    source=source, row=rows[1], column=differing,
-                )
-        out = out.drop_duplicates(key, keep="first")
+    out = _collapse_duplicates(out, key, source=source)
     out = out.drop(columns="_row").sort_values(key, kind="stable").reset_index(drop=True)
     ordered = list(SCHEMA_COLUMNS) + [c for c in out.columns if c not in SCHEMA_COLUMNS]
     return out[ordered]

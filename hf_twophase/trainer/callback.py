@@ -25,15 +25,10 @@ import torch
 from transformers import TrainerCallback
 
 from hf_twophase.errors import SelectionError
+from hf_twophase.trainer.distributed import from_rank_zero, several_ranks
 from hf_twophase.trainer.state import SelectionState, Verdict
 
 logger = logging.getLogger(__name__)
-
-
-def several_ranks() -> bool:
-    """Whether this process is one of several in an initialised process group (torchrun, accelerate launch)."""
-    return torch.distributed.is_available() and torch.distributed.is_initialized() \
-        and torch.distributed.get_world_size() > 1
 
 
 def _move_optimizer_state(optimizer, device: torch.device) -> None:
@@ -179,9 +174,7 @@ class FineSelectionCallback(TrainerCallback):
         if self.board is not None:
             return self.board.wait(self.candidate, step)
         if several_ranks():
-            box = [self.selection.verdict(self.candidate, step) if torch.distributed.get_rank() == 0 else None]
-            torch.distributed.broadcast_object_list(box, src=0)
-            return box[0]
+            return from_rank_zero(lambda: self.selection.verdict(self.candidate, step))
         if self._dropped_because is not None:
             return Verdict(False, f"dropped: {self._dropped_because}")
         return self.selection.verdict(self.candidate, step)

@@ -16,8 +16,8 @@ import torch
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from hf_twophase.errors import HFTwoPhaseError
-from hf_twophase.inputs.columns import Columns
-from hf_twophase.proxy.models import _as_rgb, _is_timm_dir, load_hint
+from hf_twophase.inputs.checkpoints import is_timm_dir, load_hint
+from hf_twophase.inputs.columns import Columns, as_rgb
 
 
 class CandidateError(HFTwoPhaseError, RuntimeError):
@@ -94,7 +94,7 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
         spec = str(spec)
         if spec.startswith("packaged:"):
             return _load_packaged(candidate, spec.removeprefix("packaged:"), columns)
-        if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or _is_timm_dir(Path(spec)):
+        if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or is_timm_dir(Path(spec)):
             import timm.data
 
             model = _timm_for(spec, n)
@@ -138,6 +138,16 @@ def _load_packaged(candidate: Candidate, name: str, columns: Columns):
     return model, parts["tokenizer"], "text-classifier"
 
 
+def head_mismatch(module: Any, n_classes: int, *, name: str = "candidate") -> str:
+    """Why an already-built transformers model cannot be trained on ``n_classes`` labels ("" if it can): its head is
+    fixed, and only a checkpoint that is loaded for the user (a Hub id or path) gets a head resized to the labels."""
+    labels = getattr(getattr(module, "config", None), "num_labels", None)
+    if labels is None or labels == n_classes:
+        return ""
+    return (f"candidate {name}: its head has {labels} outputs but the dataset has {n_classes} classes; pass a Hub id "
+            "or path (the head is then resized) or a model_init")
+
+
 def _wrap_loaded(candidate: Candidate, module: torch.nn.Module, columns: Columns):
     n = columns.n_classes
     if hasattr(module, "pretrained_cfg") and not hasattr(module, "config"):  # timm
@@ -149,10 +159,8 @@ def _wrap_loaded(candidate: Candidate, module: torch.nn.Module, columns: Columns
             module.reset_classifier(n)
         cfg = timm.data.resolve_data_config({}, model=module)
         return TimmClassifier(module), timm.data.create_transform(**cfg), "timm"
-    labels = getattr(getattr(module, "config", None), "num_labels", None)
-    if labels is not None and labels != n:
-        raise CandidateError(f"{candidate.name}: its head has {labels} outputs but the dataset has {n} classes; "
-                             "pass a Hub id or path (the head is then resized) or a model_init")
+    if head_mismatch(module, n):
+        raise CandidateError(head_mismatch(module, n, name=candidate.name))
     if columns.modality == "image":
         if candidate.image_processor is None:
             raise CandidateError(f"{candidate.name}: a loaded image model needs image_processor=...")
@@ -183,7 +191,7 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
                         processing, kind, encode)
 
     def transform(batch):
-        images = [_as_rgb(x) for x in batch[columns.image]]
+        images = [as_rgb(x) for x in batch[columns.image]]
         if kind == "timm":
             pixels = torch.stack([processing(x) for x in images])
         else:

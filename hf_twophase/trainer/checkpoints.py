@@ -202,10 +202,9 @@ class BackgroundCheckpointTrainer(Trainer):
 
     `background=None` (the default) writes behind only when the model trains on an accelerator. On the CPU, torch's
     intra-op threads meet at a barrier after every parallel op, and a writer thread that takes one of their cores
-    holds them all up: beside a writer that never pauses, 150 steps of a tiny model took 4.1-5.2 s instead of 1.3 s
-    on 2 cores (benchmarks/writer_contention.py). Written behind, the tiny selection's checkpoints cost no less than
-    in place; with one intra-op thread fewer while a write is in flight they cost a little less (37 +- 17 ms of
-    146 ms), not enough to be worth changing torch's thread count under the user (docs/benchmarks.md).
+    holds them all up, so training beside a busy writer is several times slower (benchmarks/writer_contention.py).
+    Giving the writer a core of its own (one intra-op thread fewer) saves too little to be worth changing torch's
+    thread count under the user (docs/benchmarks.md has both measurements).
     """
 
     def __init__(self, *args: Any, checkpoint_writer: CheckpointWriter, writer_key: str,

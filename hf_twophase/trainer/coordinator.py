@@ -32,10 +32,19 @@ from transformers import TrainerCallback
 
 from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.errors import SelectionError
-from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.inputs.columns import Columns, detect_columns
 from hf_twophase.method.policies import SelectionPolicy, StageSchedule, SuccessiveHalving
-from hf_twophase.trainer.callback import FineSelectionCallback, several_ranks
-from hf_twophase.trainer.candidates import Candidate, CandidateError, Prepared, accuracy, prepare, save_trained
+from hf_twophase.method.registry import default_stage
+from hf_twophase.trainer.callback import FineSelectionCallback
+from hf_twophase.trainer.candidates import (
+    Candidate,
+    CandidateError,
+    Prepared,
+    accuracy,
+    head_mismatch,
+    prepare,
+    save_trained,
+)
 from hf_twophase.trainer.checkpoints import (
     BackgroundCheckpointTrainer,
     CheckpointWriter,
@@ -44,6 +53,7 @@ from hf_twophase.trainer.checkpoints import (
     share_identical_weights,
     unshare_weights,
 )
+from hf_twophase.trainer.distributed import from_rank_zero, several_ranks
 from hf_twophase.trainer.report import CandidateReport, SelectionReport
 from hf_twophase.trainer.state import DirectorySelectionState, SelectionState, Verdict
 
@@ -133,13 +143,13 @@ class VerdictBoard:
         return self._verdicts[(candidate, step)]
 
 
-def _broadcast(obj: Any) -> Any:
-    """Rank 0's object on every rank (identity when not distributed)."""
-    if several_ranks():
-        box = [obj if torch.distributed.get_rank() == 0 else None]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-    return obj
+def budget_of(training_args) -> int:
+    """Each candidate's budget in steps: the template's ``max_steps``, which must be set (epochs cannot be compared
+    across candidates that batch differently)."""
+    budget = int(training_args.max_steps)
+    if budget <= 0:
+        raise SelectionError("training_args.max_steps must be set: it is the budget of every candidate (in steps)")
+    return budget
 
 
 @dataclass
@@ -236,25 +246,12 @@ class SelectionCoordinator:
             raise SelectionError("no candidates to select from")
         if len(set(names)) != len(names):
             raise SelectionError(f"candidate names must be unique, got {names}")
-        self.budget = int(training_args.max_steps)
-        if self.budget <= 0:
-            raise SelectionError("training_args.max_steps must be set: it is the budget of every candidate (in steps)")
-        kwargs = {"label_column": label_column, "text_column": text_column, "text_pair_column": text_pair_column,
-                  "image_column": image_column}
-        self.columns = detect_columns(train_dataset, **kwargs)  # bad data fails here, before any training
-        eval_columns = detect_columns(eval_dataset, **kwargs)
-        if eval_columns.label != self.columns.label:
-            raise SelectionError(f"train and eval splits disagree on the label column: '{self.columns.label}' vs "
-                                 f"'{eval_columns.label}'")
-        n = max(self.columns.n_classes, eval_columns.n_classes)
-        self.columns = dataclasses.replace(self.columns, n_classes=n)
-        for c in self.candidates:  # a fixed head that cannot fit the labels is an error before any training
-            labels = getattr(getattr(c.model, "config", None), "num_labels", None)
-            if isinstance(c.model, torch.nn.Module) and labels is not None and labels != n:
-                raise SelectionError(f"candidate {c.name}: its head has {labels} outputs but the dataset has {n} "
-                                     "classes; pass a Hub id or path (the head is then resized) or a model_init")
+        self.budget = budget_of(training_args)
+        self.columns = self._check_data(train_dataset, eval_dataset, label_column=label_column,
+                                        text_column=text_column, text_pair_column=text_pair_column,
+                                        image_column=image_column)
         if policy is None:
-            schedule = StageSchedule(stage_steps or max(1, self.budget // 5), growth)
+            schedule = StageSchedule(stage_steps or default_stage(self.budget), growth)
             policy = lambda: SuccessiveHalving(schedule)  # noqa: E731
         self.policy_factory = policy if callable(policy) and not isinstance(policy, SelectionPolicy) else (
             lambda: policy)
@@ -268,37 +265,27 @@ class SelectionCoordinator:
         self.trust_remote_code, self.allow_pickle, self.max_length = trust_remote_code, allow_pickle, max_length
         self.output_dir = Path(training_args.output_dir)
 
+    def _check_data(self, train_dataset, eval_dataset, **columns: str | None) -> Columns:
+        """The splits' columns, which must agree, and a class count every fixed head must fit: bad data and
+        unusable candidates fail here, before any training."""
+        found = detect_columns(train_dataset, **columns)
+        eval_columns = detect_columns(eval_dataset, **columns)
+        if eval_columns.label != found.label:
+            raise SelectionError(f"train and eval splits disagree on the label column: '{found.label}' vs "
+                                 f"'{eval_columns.label}'")
+        n = max(found.n_classes, eval_columns.n_classes)
+        for c in self.candidates:
+            if isinstance(c.model, torch.nn.Module) and head_mismatch(c.model, n):
+                raise SelectionError(head_mismatch(c.model, n, name=c.name))
+        return dataclasses.replace(found, n_classes=n)
+
     # ---------------------------------------------------------------- public
     def run(self, *, resume: bool = False) -> SelectionResult:
         from accelerate import PartialState
 
         ranks = PartialState()  # one process, or every rank of `accelerate launch` / torchrun
         names = [c.name for c in self.candidates]
-        state_dir = self.output_dir / "selection_state"
-        manifest = {"candidates": names, "budget": self.budget, "policy": self.policy_factory().describe(),
-                    "metric": self.metric}
-        manifest_file = self.output_dir / "selection.json"
-        existed = state_dir.exists()  # every rank looks before any rank writes, so all raise alike
-        ranks.wait_for_everyone()
-        if existed and not resume:
-            raise SelectionError(f"{state_dir} holds an earlier selection; pass resume=True to continue it, or "
-                                 "choose another output_dir")
-        if resume and manifest_file.is_file():
-            saved = read_json(manifest_file, what="the selection manifest",
-                              hint="it is rewritten from the arguments if you delete it, and the selection state "
-                                   "beside it is kept")
-            if not isinstance(saved, dict) or saved.get("candidates") != names or saved.get("budget") != self.budget:
-                raise SelectionError(f"{manifest_file} is a selection of other candidates or another budget; "
-                                     "cannot resume it with these arguments")
-        ranks.wait_for_everyone()
-        self._main = ranks.is_main_process
-        if self._main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(manifest_file, manifest, indent=2)
-            state: SelectionState = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget,
-                                                            mode="sync", timeout=self.timeout, poll=0.05)
-        else:  # other ranks keep their own copy; decisions come from rank 0 by broadcast
-            state = SelectionState(self.policy_factory, names, self.budget, mode="sync", timeout=self.timeout)
+        state = self._open_state(ranks, names, resume)
         ranks.wait_for_everyone()
         gate = TurnGate()
         board = VerdictBoard(gate)
@@ -320,9 +307,8 @@ class SelectionCoordinator:
                     gate.run_turn(n)
                 asked = {n: slots[n].callback.pending_step for n in pending
                          if slots[n].callback is not None and slots[n].callback.pending_step is not None}
-                rank0 = not several_ranks() or torch.distributed.get_rank() == 0
-                verdicts = {(n, s): state.verdict(n, s) for n, s in asked.items()} if rank0 else None
-                board.publish(_broadcast(verdicts))
+                board.publish(from_rank_zero(lambda asked=asked: {(n, s): state.verdict(n, s)
+                                                                  for n, s in asked.items()}))
             for name, exc in self._writer.wait_all().items():  # only resume needs them: a warning, not a failure
                 logger.warning("candidate %s: its last stage checkpoint could not be written (%s); a resume would "
                                "start it from an earlier stage", name, exc)
@@ -331,6 +317,34 @@ class SelectionCoordinator:
         if self._bar is not None:
             self._bar.close()
         return self._finish(slots, state, time.perf_counter() - start)
+
+    def _open_state(self, ranks, names: list[str], resume: bool) -> SelectionState:
+        """The shared selection state: new, or the one a resume continues, after checking that it is a selection of
+        the same candidates and budget. Rank 0 keeps it on disk; the other ranks keep a copy in memory and receive
+        rank 0's decisions by broadcast."""
+        state_dir = self.output_dir / "selection_state"
+        manifest_file = self.output_dir / "selection.json"
+        existed = state_dir.exists()  # every rank looks before any rank writes, so all raise alike
+        ranks.wait_for_everyone()
+        if existed and not resume:
+            raise SelectionError(f"{state_dir} holds an earlier selection; pass resume=True to continue it, or "
+                                 "choose another output_dir")
+        if resume and manifest_file.is_file():
+            saved = read_json(manifest_file, what="the selection manifest",
+                              hint="it is rewritten from the arguments if you delete it, and the selection state "
+                                   "beside it is kept")
+            if not isinstance(saved, dict) or saved.get("candidates") != names or saved.get("budget") != self.budget:
+                raise SelectionError(f"{manifest_file} is a selection of other candidates or another budget; "
+                                     "cannot resume it with these arguments")
+        ranks.wait_for_everyone()
+        self._main = ranks.is_main_process
+        if not self._main:
+            return SelectionState(self.policy_factory, names, self.budget, mode="sync", timeout=self.timeout)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(manifest_file, {"candidates": names, "budget": self.budget,
+                                          "policy": self.policy_factory().describe(), "metric": self.metric}, indent=2)
+        return DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
+                                       timeout=self.timeout, poll=0.05)
 
     # ---------------------------------------------------------------- one candidate's greenlet
     def _train(self, slot: _Slot, state: SelectionState, gate: TurnGate, board: VerdictBoard,

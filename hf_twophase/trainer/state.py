@@ -1,8 +1,9 @@
 """Where candidates report their stage scores and learn whether to go on: shared by Trainers.
 
-Two ways to share, one decision rule (the policy objects of `policies.py`, replayed by `SelectionRun`):
+Two ways to share, one decision rule (the policy objects of `method/policies.py`, replayed by `SelectionRun`):
 
-- `SelectionState`: in memory, for Trainers in one process (the coordinator runs them in threads).
+- `SelectionState`: in memory, for Trainers in one process (the coordinator runs each in a greenlet on its own
+  thread, taking turns on the accelerator).
 - `DirectorySelectionState`: a folder, for Trainers in several processes or on several machines that
   see the same file system, or run one after another.
 
