@@ -12,6 +12,7 @@ import transformers as tf
 from huggingface_hub import HfApi
 
 from hf_twophase.errors import SelectionError
+from hf_twophase.hub.client import load_matrix, push_matrix
 from hf_twophase.inputs.columns import DatasetError
 from hf_twophase.inputs.packaged import minilm_path
 from hf_twophase.records.matrix import PerformanceMatrix
@@ -71,7 +72,7 @@ def repo(local_hub, tmp_path_factory):
             for step in (1, 2, 3, 4):
                 rows.append({"model": f"{ns}/{name}", "dataset": bench, "step": step,
                              "val": final - 0.04 * (4 - step), "test": final if step == 4 else None, "cost": 1.0})
-    PerformanceMatrix(rows).push_to_hub(f"{ns}/matrix", task="text-classification")
+    push_matrix(PerformanceMatrix(rows), f"{ns}/matrix", task="text-classification")
     return ns
 
 
@@ -115,7 +116,7 @@ def test_cold_models_are_scored_within_budget(repo):
 def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
     from hf_twophase.records.matrix import PerformanceMatrix
 
-    matrix = PerformanceMatrix.from_hub(f"{repo}/matrix")
+    matrix = load_matrix(f"{repo}/matrix")
     ns = f"{repo}v"  # a copy of two warm models under a namespace of their own, one of which then vanishes
     api = HfApi()
     for name in ("w0", "w1", "w2"):

@@ -22,7 +22,7 @@ DEFAULT_MEASUREMENT = (
 
 def template_path(name: str) -> Path:
     """Where a card template lives: ``hub_cards/`` in a source checkout, ``hf_twophase/hub_cards`` when installed."""
-    checkout = Path(__file__).resolve().parent.parent / "hub_cards" / name
+    checkout = Path(__file__).resolve().parents[2] / "hub_cards" / name
     if checkout.is_file():
         return checkout
     return Path(str(resources.files("hf_twophase").joinpath("hub_cards", name)))
