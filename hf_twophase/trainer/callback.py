@@ -161,6 +161,18 @@ class FineSelectionCallback(TrainerCallback):
             logger.info("fine selection: %s stops at step %d (%s)", self.candidate, step, verdict.reason)
         return control
 
+    def await_verdict(self, step: int) -> Verdict:
+        """Before training resumes from a checkpoint written at the end of `step`: that stage was reported before
+        the crash, but maybe not decided, so wait for its verdict as the uninterrupted run did."""
+        self.pending_step = step
+        self._release(None, None)
+        verdict = self._decide(step)
+        self.pending_step = None
+        self.verdicts.append((step, verdict))
+        if verdict.go_on:
+            self._acquire(None, None, restore=False)
+        return verdict
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)) and self._nan_loss_at is None:

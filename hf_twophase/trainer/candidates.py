@@ -7,6 +7,9 @@ transformers classifier.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +173,13 @@ def _wrap_loaded(candidate: Candidate, module: torch.nn.Module, columns: Columns
     return module, candidate.tokenizer, "text-classifier"
 
 
+def _encoding_fingerprint(ds, candidate: Candidate, tokenizer, columns: Columns, max_length: int) -> str:
+    key = [getattr(ds, "_fingerprint", None), candidate.name, getattr(tokenizer, "name_or_path", None),
+           len(tokenizer) if hasattr(tokenizer, "__len__") else None, type(tokenizer).__name__, max_length,
+           dataclasses.asdict(columns)]
+    return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:32]
+
+
 def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length: int = 256,
             trust_remote_code: bool = False, allow_pickle: bool = False) -> Prepared:
     """Load a candidate and encode both splits for it."""
@@ -185,7 +195,10 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
             return out
 
         def encode(ds):
-            return ds.map(tokenize, batched=True, remove_columns=ds.column_names)
+            # named by what decides the encoding: left to `datasets`, the fingerprint pickles the tokenizer inside
+            # `tokenize`, which takes longer than tokenizing a small split
+            return ds.map(tokenize, batched=True, remove_columns=ds.column_names,
+                          new_fingerprint=_encoding_fingerprint(ds, candidate, processing, columns, max_length))
 
         return Prepared(candidate.name, model, encode(train), encode(eval_), DataCollatorWithPadding(processing),
                         processing, kind, encode)

@@ -224,6 +224,14 @@ class BackgroundCheckpointTrainer(Trainer):
             return first is not None and first.device.type != "cpu"
         return True
 
+    def _evaluate(self, trial, ignore_keys_for_eval, skip_scheduler: bool = False):
+        """At a stage end the checkpoint is written before the evaluation whose score is reported, so a stage that
+        others may already have acted on is never lost to a crash (the Trainer itself saves after evaluating)."""
+        if self.control.should_save:
+            self._save_checkpoint(self.model, trial)
+            self.control = self.callback_handler.on_save(self.args, self.state, self.control)
+        return super()._evaluate(trial, ignore_keys_for_eval, skip_scheduler=skip_scheduler)
+
     def _save_checkpoint(self, model, trial) -> None:
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         self._in_checkpoint = True

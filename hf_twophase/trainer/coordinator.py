@@ -76,20 +76,25 @@ class TurnGate:
         self._loop = greenlet.getcurrent()
         self._turn: str | None = None
         self._candidates: dict[str, Any] = {}
+        self._waiting_for: dict[str, Callable[[], bool]] = {}  # what each blocked candidate waits for
         self.status: dict[str, str] = {}
 
     def spawn(self, candidate: str, run: Callable[[], None]) -> None:
         self._candidates[candidate] = self._greenlet.greenlet(run, parent=self._loop)
         self.status[candidate] = "new"
 
-    def block_until(self, ready: Callable[[], bool]) -> None:
+    def block_until(self, candidate: str, ready: Callable[[], bool]) -> None:
         """Called by a candidate: hand control back to the loop until `ready()` holds."""
-        while not ready():
-            self._loop.switch()
+        self._waiting_for[candidate] = ready
+        try:
+            while not ready():
+                self._loop.switch()
+        finally:
+            self._waiting_for.pop(candidate, None)
 
     def acquire(self, candidate: str) -> None:
         self.status[candidate] = "waiting"
-        self.block_until(lambda: self._turn == candidate)
+        self.block_until(candidate, lambda: self._turn == candidate)
         self.status[candidate] = "running"
 
     def release(self, candidate: str) -> None:
@@ -118,8 +123,12 @@ class TurnGate:
             self._resume(candidate)
 
     def settle(self, candidate: str) -> str:
-        """Let the candidate run until it either asks for another turn or is done."""
+        """Let the candidate run until it asks for another turn ("waiting"), is done ("finished"), or is paused
+        waiting for something that has not happened yet ("paused": a verdict the loop cannot give yet)."""
         while self.status.get(candidate) not in ("waiting", "finished"):
+            blocked_on = self._waiting_for.get(candidate)
+            if self.status.get(candidate) == "paused" and blocked_on is not None and not blocked_on():
+                return "paused"
             self._resume(candidate)
         return self.status[candidate]
 
@@ -139,8 +148,12 @@ class VerdictBoard:
         self._verdicts.update(verdicts)
 
     def wait(self, candidate: str, step: int) -> Verdict:
-        self._gate.block_until(lambda: (candidate, step) in self._verdicts)
+        self._gate.block_until(candidate, lambda: (candidate, step) in self._verdicts)
         return self._verdicts[(candidate, step)]
+
+
+def state_folder_hint(state: SelectionState) -> str:
+    return str(getattr(state, "path", "memory"))
 
 
 def budget_of(training_args) -> int:
@@ -302,13 +315,23 @@ class SelectionCoordinator:
                 gate.spawn(n, functools.partial(self._train, slots[n], state, gate, board, resume))
             pending = list(names)
             while pending:
-                pending = [n for n in pending if gate.settle(n) == "waiting"]
+                status = {n: gate.settle(n) for n in pending}
+                pending = [n for n in pending if status[n] != "finished"]
                 for n in pending:  # one candidate on the accelerator at a time, in a fixed order on every rank
-                    gate.run_turn(n)
+                    if status[n] == "waiting":
+                        gate.run_turn(n)
                 asked = {n: slots[n].callback.pending_step for n in pending
                          if slots[n].callback is not None and slots[n].callback.pending_step is not None}
-                board.publish(from_rank_zero(lambda asked=asked: {(n, s): state.verdict(n, s)
-                                                                  for n, s in asked.items()}))
+                # only verdicts that need no wait: after a resume, candidates may stand at different stages, and
+                # the one behind must train on to report before the one ahead can be judged
+                verdicts = from_rank_zero(lambda asked=asked: {(n, s): state.verdict(n, s) for n, s in asked.items()
+                                                               if state.ready(s)})
+                if asked and not verdicts and "waiting" not in status.values():
+                    raise SelectionError(self._stuck(asked, state))
+                if not self._main:  # this rank's copy of the state learns what rank 0 decided
+                    for step in {s for _, s in verdicts}:
+                        state.note_decided(step)
+                board.publish(verdicts)
             for name, exc in self._writer.wait_all().items():  # only resume needs them: a warning, not a failure
                 logger.warning("candidate %s: its last stage checkpoint could not be written (%s); a resume would "
                                "start it from an earlier stage", name, exc)
@@ -346,6 +369,14 @@ class SelectionCoordinator:
         return DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
                                        timeout=self.timeout, poll=0.05)
 
+    @staticmethod
+    def _stuck(asked: dict[str, int], state: SelectionState) -> str:
+        """Every live candidate waits for a decision that needs a report no running candidate can give."""
+        waits = "; ".join(f"{n} at step {s} (waiting for {', '.join(state.missing(s)) or 'nobody'})"
+                          for n, s in sorted(asked.items()))
+        return (f"the selection cannot go on: {waits}. The state in {state_folder_hint(state)} does not match the "
+                "candidates that are running; resume with the same candidates, or start again in another output_dir")
+
     # ---------------------------------------------------------------- one candidate's greenlet
     def _train(self, slot: _Slot, state: SelectionState, gate: TurnGate, board: VerdictBoard,
                resume: bool) -> None:
@@ -375,9 +406,18 @@ class SelectionCoordinator:
             checkpoint = self._latest_checkpoint(slot) if resume else None
             if checkpoint is not None:
                 done = checkpoint_step(checkpoint)  # a complete checkpoint is always named for its step
+                reported = {step for step, by in state.reports(include_dropped=True).items() if name in by}
+                if done in state.stage_ends and done not in reported:
+                    checkpoint = None  # written just before a crash cut its stage's report: train the stage again
+            if checkpoint is not None:
                 for step, by_candidate in state.reports().items():
                     if name in by_candidate and step <= done:  # stages already reported before the crash
                         slot.callback.curve[step] = by_candidate[name]
+            if checkpoint is not None and done in state.stage_ends and not slot.callback.await_verdict(done).go_on:
+                slot.steps = done  # pruned at the stage it had reported before the crash
+                slot.seconds = time.perf_counter() - began
+                self._free(slot)
+                return
             if checkpoint is not None and done >= self.budget:
                 self._restore_finished(slot.trainer, checkpoint)
             else:

@@ -150,25 +150,59 @@ class SelectionState:
         deadline = time.monotonic() + self.timeout
         with self._cond:
             while True:
-                frozen = self._decided(step)
-                if frozen is not None:
-                    reports = frozen["reports"]
-                    break
-                reports = self._effective(self._read_reports())
-                live = _replay(self.policy_factory(), self.candidates, self.budget, reports,
-                               max([s for s in self.stage_ends if s < step], default=0)).alive
-                live = [c for c in live if c not in self._read_dropped()]
-                if all(c in reports.get(step, {}) for c in live) or time.monotonic() >= deadline:
-                    reports = self._write_decision(step, reports)["reports"]
+                reports = self._decision_reports(step, force=time.monotonic() >= deadline)
+                if reports is not None:
                     break
                 self._cond.wait(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
         run = _replay(self.policy_factory(), self.candidates, self.budget, reports, step)
         return _verdict(run, candidate, step)
 
-    def run_so_far(self) -> SelectionRun:
-        """The selection as far as the reports go (for reports and progress)."""
+    def ready(self, step: int) -> bool:
+        """Whether `step`'s decision can be made now, without waiting: it was made already, or every candidate still
+        in the selection has reported `step`. Lets a caller that runs the candidates itself avoid waiting on a
+        report that only a candidate it has not run yet can give."""
+        if step not in self.stage_ends or self.mode == "async":
+            return True
+        with self._cond:
+            return self._decision_reports(step) is not None
+
+    def _decision_reports(self, step: int, *, force: bool = False) -> dict[int, dict[str, float]] | None:
+        """The reports `step` is decided on, frozen on first use; None while a live candidate has yet to report it
+        (unless `force`: the timeout passed, and the missing candidates are judged without their report)."""
+        frozen = self._decided(step)
+        if frozen is not None:
+            return frozen["reports"]
         reports = self._effective(self._read_reports())
-        last = max(reports, default=0)
+        if not self._awaited(step, reports) or force:
+            return self._write_decision(step, reports)["reports"]
+        return None
+
+    def note_decided(self, step: int) -> None:
+        """Freeze `step` as decided on the reports at hand: for a copy of the state on a rank that receives its
+        decisions from rank 0 instead of making them."""
+        with self._cond:
+            if self._decided(step) is None:
+                self._write_decision(step, self._effective(self._read_reports()))
+
+    def missing(self, step: int) -> list[str]:
+        """The live candidates that have not reported `step` yet (for an error that says who is awaited)."""
+        return self._awaited(step, self._effective(self._read_reports()))
+
+    def _awaited(self, step: int, reports: dict[int, dict[str, float]]) -> list[str]:
+        live = _replay(self.policy_factory(), self.candidates, self.budget, reports,
+                       max([s for s in self.stage_ends if s < step], default=0)).alive
+        dropped = self._read_dropped()
+        return [c for c in live if c not in dropped and c not in reports.get(step, {})]
+
+    def run_so_far(self) -> SelectionRun:
+        """The selection as far as it was decided: reports of a stage that is not decided yet (some candidates
+        reported it before a crash, others not) do not count, or a resume would judge the others absent."""
+        reports = self._effective(self._read_reports())
+        decided = [s for s in self.stage_ends if self._decided(s) is not None]
+        if self.mode == "async" or not decided:
+            last = max(reports, default=0) if self.mode == "async" else 0
+        else:
+            last = max(decided)
         return _replay(self.policy_factory(), self.candidates, self.budget, reports, last)
 
 
