@@ -96,3 +96,50 @@ def test_accelerate_launch_with_two_processes(setup, tmp_path):
     assert done.stdout.count("hf-twophase select:") == 1  # one summary, from the main process
     report = json.loads((out / "report.json").read_text())
     assert report["winner"] in models and (out / "winner" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--k", "0"], "--k: expected a positive integer, got 0"),
+    (["--budget", "0"], "--budget: expected a positive integer, got 0"),
+    (["--budget=-2"], "--budget: expected a positive integer, got -2"),
+    (["--stage-steps", "0"], "--stage-steps: expected a positive integer"),
+    (["--limit", "x"], "--limit: expected a positive integer, got 'x'"),
+    (["--growth", "0"], "--growth: expected a positive number"),
+    (["--learning-rate=-1e-3"], "--learning-rate: expected a positive number"),
+    (["--cold-budget=-1"], "--cold-budget: expected an integer >= 0"),
+])
+def test_impossible_numbers_are_refused_before_anything_loads(capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_empty_and_header_only_files_end_with_one_message(setup, capsys, tmp_path):
+    root, models = setup
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("text,label\n")
+    for name, message in (("empty.csv", "is empty"), ("header.csv", "has no rows")):
+        code, err = _run(capsys, "--task", "text-classification", "--dataset", tmp_path / name, "--models",
+                         *models, "--matrix", root / "records.csv", "--output-dir", tmp_path / "out", "--cpu")
+        assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_class_name_labels_are_encoded_and_kept_in_the_winner(setup, capsys, tmp_path):
+    import transformers as tf
+
+    root, models = setup
+    data = make_data(160, 0)
+    names = ["neg", "pos"]
+    pd.DataFrame({"text": data["text"], "label": [names[y] for y in data["label"]]}).to_csv(
+        tmp_path / "named.csv", index=False)
+    out = tmp_path / "out"
+    argv = ["--task", "text-classification", "--dataset", tmp_path / "named.csv", "--models", *models, "--matrix",
+            root / "records.csv", "--k", 2, "--budget", 4, "--stage-steps", 2, "--proxy-samples", 64,
+            "--output-dir", out, "--cpu", "--json"]
+    assert main([str(a) for a in argv]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # --json: one object on stdout, the screen on stderr
+    assert summary["winner"] in models and "hf-twophase select:" in captured.err
+    config = tf.AutoConfig.from_pretrained(out / "winner")
+    assert config.id2label == {0: "neg", 1: "pos"} and config.label2id == {"neg": 0, "pos": 1}
+    assert json.loads((out / "report.json").read_text())["extra"]["labels"] == names

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hf_twophase.cli.arguments import positive_int
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.method.clustering import DEFAULT_THRESHOLD, ClusteringConfig
 from hf_twophase.method.similarity import DEFAULT_TOP_K
@@ -20,16 +21,6 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                         help="hierarchical: merge while the average Eq. 1 distance is <= this.")
     parser.add_argument("--method", choices=["hierarchical", "kmeans"], default="hierarchical")
     parser.add_argument("--n-clusters", type=int, default=None, help="kmeans: number of clusters.")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _cluster_config(args: argparse.Namespace) -> ClusteringConfig:
@@ -276,8 +267,8 @@ def _add_hub_server(sub) -> None:
     p.add_argument("--tokens", default=None, metavar="FILE",
                    help='JSON {"<token>": ["<namespace>", ...]} ("*": every namespace): only these tokens write, '
                         "each to its namespaces (default: any token writes anywhere)")
-    p.add_argument("--max-body-mb", type=_positive_int, default=64, help="largest JSON/commit request body in MiB")
-    p.add_argument("--max-upload-mb", type=_positive_int, default=20 * 1024, help="largest LFS upload in MiB")
+    p.add_argument("--max-body-mb", type=positive_int, default=64, help="largest JSON/commit request body in MiB")
+    p.add_argument("--max-upload-mb", type=positive_int, default=20 * 1024, help="largest LFS upload in MiB")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds a client may stay silent mid-request before it is disconnected")
     p.set_defaults(func=_cmd_hub_server)

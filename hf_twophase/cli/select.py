@@ -8,6 +8,8 @@ and the data and the matrix are read, before any model is downloaded or trained.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_twophase.atomic import write_json_atomic, write_text_atomic
+from hf_twophase.cli.arguments import non_negative_float, non_negative_int, positive_float, positive_int
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.method.registry import POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 
@@ -41,22 +44,24 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None,
                    help="candidates (Hub ids, local folders, packaged:NAME); default: the Hub's top --limit models "
                         "for --task when --matrix is given, else the embedded repository")
-    p.add_argument("--limit", type=int, default=50, help="how many Hub models to list with --matrix")
-    p.add_argument("--k", type=int, default=None, help="how many models phase 1 recalls")
-    p.add_argument("--budget", type=int, default=None, help="training steps per candidate (the full budget)")
-    p.add_argument("--stage-steps", type=int, default=None,
+    p.add_argument("--limit", type=positive_int, default=50, help="how many Hub models to list with --matrix")
+    p.add_argument("--k", type=positive_int, default=None, help="how many models phase 1 recalls")
+    p.add_argument("--budget", type=positive_int, default=None, help="training steps per candidate (the full budget)")
+    p.add_argument("--stage-steps", type=positive_int, default=None,
                    help=f"steps of the first stage (default: budget / {STAGES_PER_BUDGET})")
-    p.add_argument("--growth", type=float, default=1.0, help="each stage this many times longer than the last")
+    p.add_argument("--growth", type=positive_float, default=1.0,
+                   help="each stage this many times longer than the last")
     p.add_argument("--policy", default="fine-selection", choices=POLICY_NAMES)
     p.add_argument("--variant", default="improved", choices=VARIANTS,
                    help="fine selection: our improved trend bound (default) or the paper's Algorithm 1")
-    p.add_argument("--threshold", type=float, default=None, help="fine selection's pruning threshold")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--learning-rate", type=float, default=None)
-    p.add_argument("--max-train", type=int, default=None, help="use at most this many training examples")
-    p.add_argument("--max-eval", type=int, default=None, help="use at most this many validation examples")
-    p.add_argument("--proxy-samples", type=int, default=500, help="examples the proxy score (LEEP) looks at")
-    p.add_argument("--cold-budget", type=int, default=0, help="score up to N models the matrix does not know")
+    p.add_argument("--threshold", type=non_negative_float, default=None, help="fine selection's pruning threshold")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--learning-rate", type=positive_float, default=None)
+    p.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training examples")
+    p.add_argument("--max-eval", type=positive_int, default=None, help="use at most this many validation examples")
+    p.add_argument("--proxy-samples", type=positive_int, default=500, help="examples the proxy score (LEEP) looks at")
+    p.add_argument("--cold-budget", type=non_negative_int, default=0,
+                   help="score up to N models the matrix does not know")
     p.add_argument("--label-column", default=None)
     p.add_argument("--text-column", default=None)
     p.add_argument("--image-column", default=None)
@@ -65,14 +70,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted selection in --output-dir")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier selection in --output-dir")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when an accelerator exists")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     return p
 
 
 # ---------------------------------------------------------------- data
-def load_user_dataset(spec: str, task: str, *, seed: int = 0):
-    """(train, validation) from a Hub id, folder, imagefolder or file; a missing validation split is carved out."""
+def load_user_dataset(spec: str, task: str, *, seed: int = 0, label_column: str | None = None):
+    """(train, validation) from a Hub id, folder, imagefolder or file; a missing validation split is carved out.
+    Labels given as class names are encoded, the same way in both splits."""
     import datasets
+
+    from hf_twophase.inputs.columns import encode_string_labels
 
     path = Path(spec.removeprefix("imagefolder:"))
     if spec.startswith("imagefolder:") or (path.is_dir() and not (path / "dataset_dict.json").exists()
@@ -83,10 +92,7 @@ def load_user_dataset(spec: str, task: str, *, seed: int = 0):
     elif path.is_dir():
         whole = datasets.load_from_disk(str(path))
     elif path.suffix.lower() in _FILE_BUILDERS:
-        if not path.is_file():
-            raise SelectionError(f"dataset file {path} does not exist")
-        whole = datasets.load_dataset(_FILE_BUILDERS[path.suffix.lower()], data_files=str(path),
-                                      **({"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}))
+        whole = _load_file(path)
     else:
         from hf_twophase.hub.client import hub_errors
 
@@ -96,13 +102,37 @@ def load_user_dataset(spec: str, task: str, *, seed: int = 0):
         whole = datasets.DatasetDict({"train": whole})
     train_name = "train" if "train" in whole else next(iter(whole))
     train = whole[train_name]
-    for name in ("validation", "valid", "val", "dev", "test"):
-        if name in whole and name != train_name:
-            return train, whole[name]
+    validation = next((whole[name] for name in ("validation", "valid", "val", "dev", "test")
+                       if name in whole and name != train_name), None)
+    if len(train) == 0:
+        raise SelectionError(f"dataset {spec} has no training examples; expected a header and at least 10 rows")
+    train, validation = encode_string_labels(train, validation, label_column)
+    if validation is not None:
+        return train, validation
     if len(train) < 10:
         raise SelectionError(f"dataset {spec} has {len(train)} examples; at least 10 are needed to hold some out")
     split = train.train_test_split(test_size=0.2, seed=seed)
     return split["train"], split["test"]
+
+
+def _load_file(path: Path):
+    """A CSV/TSV/JSON/Parquet file as a dataset; an empty or header-only file is one clear error."""
+    import datasets
+
+    if not path.is_file():
+        raise SelectionError(f"dataset file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise SelectionError(f"dataset file {path} is empty; expected a header and at least 10 rows")
+    suffix = path.suffix.lower()
+    try:
+        return datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=str(path),
+                                     **({"delimiter": "\t"} if suffix == ".tsv" else {}))
+    except Exception as exc:  # noqa: BLE001 - a file datasets cannot read is the user's input, not our bug
+        cause = exc.__cause__ or exc
+        first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        if "corresponds to no data" in str(exc) or "No columns to parse" in first:
+            raise SelectionError(f"dataset file {path} has no rows; expected a header and at least 10 rows") from None
+        raise SelectionError(f"dataset file {path} cannot be read as {_FILE_BUILDERS[suffix]}: {first}") from None
 
 
 def _cap(ds, n: int | None, seed: int):
@@ -189,7 +219,7 @@ def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
         train, validation, _ = get_benchmark(plan.default.target).load(seed=args.seed)
         name = plan.default.target
     else:
-        train, validation = load_user_dataset(args.dataset, args.task, seed=args.seed)
+        train, validation = load_user_dataset(args.dataset, args.task, seed=args.seed, label_column=args.label_column)
         name = args.dataset
     train, validation = _cap(train, plan.max_train, args.seed), _cap(validation, plan.max_eval, args.seed)
     given = {"label_column": args.label_column, "text_column": args.text_column, "image_column": args.image_column}
@@ -263,7 +293,7 @@ def run(args: argparse.Namespace) -> dict:
     if main:
         write_text_atomic(Path(args.output_dir) / "summary.txt", summary["screen"])
         print(summary["screen"], flush=True)
-    return summary
+    return {**summary, "main": main}
 
 
 def _short(name: str) -> str:
@@ -325,13 +355,18 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
-        out = run(args)
+        # with --json, stdout carries one JSON object: the summary screen and the work's own output go to stderr
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            out = run(args)
     except HFTwoPhaseError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    result = {k: v for k, v in out.items() if k not in ("screen", "main")}
+    if args.json and out.get("main", True):
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
     if os.environ.get("HF_TWOPHASE_SELECT_JSON"):
-        write_json_atomic(os.environ["HF_TWOPHASE_SELECT_JSON"], {k: v for k, v in out.items() if k != "screen"},
-                          indent=2)
+        write_json_atomic(os.environ["HF_TWOPHASE_SELECT_JSON"], result, indent=2)
     return 0
 
 

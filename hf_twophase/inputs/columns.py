@@ -33,6 +33,14 @@ class Columns:
     text: str | None = None
     text_pair: str | None = None
     image: str | None = None
+    class_names: tuple[str, ...] | None = None  # a ClassLabel's names, kept as the winner's id2label
+
+    def label_maps(self) -> dict[str, dict]:
+        """``id2label`` / ``label2id`` for a transformers config ({} without class names)."""
+        if not self.class_names or len(self.class_names) != self.n_classes:
+            return {}
+        return {"id2label": dict(enumerate(self.class_names)),
+                "label2id": {name: i for i, name in enumerate(self.class_names)}}
 
     @property
     def modality(self) -> str:
@@ -43,8 +51,8 @@ def _feature_type(feature) -> str:
     return type(feature).__name__
 
 
-def _label_column(dataset, label_column: str | None) -> tuple[str, int]:
-    """The label column (the one named, a ClassLabel, or a usual name) and its class count."""
+def _label_column(dataset, label_column: str | None) -> tuple[str, int, tuple[str, ...] | None]:
+    """The label column (the one named, a ClassLabel, or a usual name), its class count and class names."""
     features = dataset.features
     names = list(features)
     label = label_column or next((c for c in names if _feature_type(features[c]) == "ClassLabel"), None)
@@ -58,7 +66,7 @@ def _label_column(dataset, label_column: str | None) -> tuple[str, int]:
         raise DatasetError(f"label column '{label}' holds lists (multi-label); expected one integer class per "
                            "example")
     if kind == "ClassLabel":
-        return label, int(feature.num_classes)
+        return label, int(feature.num_classes), tuple(str(n) for n in feature.names)
     dtype = getattr(feature, "dtype", "")
     if not str(dtype).startswith(("int", "uint")):
         raise DatasetError(f"label column '{label}' has type {dtype or kind}; expected integer class ids "
@@ -66,7 +74,30 @@ def _label_column(dataset, label_column: str | None) -> tuple[str, int]:
     values = np.asarray(dataset[label])
     if values.min() < 0:
         raise DatasetError(f"label column '{label}' has negative class ids; expected 0..C-1")
-    return label, int(values.max()) + 1
+    return label, int(values.max()) + 1, None
+
+
+def encode_string_labels(train, validation, label_column: str | None = None):
+    """(train, validation) with a label column of class names (``pos``/``neg``) turned into a ``ClassLabel``, the
+    same in both splits; the names are kept and become the winner's ``id2label``. Other splits are returned as
+    they are."""
+    names = list(train.features)
+    label = label_column or next((c for c in LABEL_NAMES if c in names), None)
+    if label is None or label not in names or getattr(train.features[label], "dtype", None) not in (
+            "string", "large_string"):
+        return train, validation
+    if None in set(train.unique(label)):
+        raise DatasetError(f"label column '{label}' has empty values; expected a class name in every row")
+    train = train.class_encode_column(label)
+    feature = train.features[label]
+    if validation is not None:
+        unseen = sorted(set(map(str, validation.unique(label))) - set(feature.names))
+        if unseen:
+            raise DatasetError(f"label column '{label}': the validation split has class(es) "
+                               f"{', '.join(map(repr, unseen[:5]))} that the training split never has; expected "
+                               f"only {', '.join(map(repr, feature.names[:10]))}")
+        validation = validation.cast_column(label, feature)
+    return train, validation
 
 
 def detect_columns(
@@ -90,7 +121,7 @@ def detect_columns(
     features = dataset.features
     names = list(features)
 
-    label, n_classes = _label_column(dataset, label_column)
+    label, n_classes, class_names = _label_column(dataset, label_column)
 
     if modality not in (None, "text", "image"):
         raise DatasetError(f"unknown modality {modality!r}; expected 'text' or 'image'")
@@ -100,7 +131,7 @@ def detect_columns(
     if image is not None:
         if image not in names:
             raise DatasetError(f"image column '{image}' not in the dataset; columns: {names}")
-        return Columns(label=label, n_classes=n_classes, image=image)
+        return Columns(label=label, n_classes=n_classes, image=image, class_names=class_names)
     if modality == "image":
         raise DatasetError(f"no image column found among {names}; expected an Image feature (or image_column=...)")
 
@@ -114,7 +145,7 @@ def detect_columns(
         pair = next((c for c in PAIR_NAMES if c in strings and c != text), None)
     if pair is not None and pair not in names:
         raise DatasetError(f"text pair column '{pair}' not in the dataset; columns: {names}")
-    return Columns(label=label, n_classes=n_classes, text=text, text_pair=pair)
+    return Columns(label=label, n_classes=n_classes, text=text, text_pair=pair, class_names=class_names)
 
 
 def stratified_indices(labels: np.ndarray, max_samples: int | None, seed: int = 0) -> np.ndarray:

@@ -105,7 +105,7 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
             return TimmClassifier(model), timm.data.create_transform(**cfg), "timm"
         common = {"trust_remote_code": trust_remote_code}
         weights = {**common, "use_safetensors": None if allow_pickle else True, "num_labels": n,
-                   "ignore_mismatched_sizes": True}
+                   "ignore_mismatched_sizes": True, **columns.label_maps()}
         if columns.modality == "image":
             model = tf.AutoModelForImageClassification.from_pretrained(spec, **weights)
             proc = candidate.image_processor or tf.AutoImageProcessor.from_pretrained(spec, **common)
@@ -134,10 +134,12 @@ def _load_packaged(candidate: Candidate, name: str, columns: Columns):
     if "config" in parts:
         config = parts["config"]
         config.num_labels = columns.n_classes
+        for key, value in columns.label_maps().items():
+            setattr(config, key, value)
         model = tf.AutoModelForSequenceClassification.from_config(config)
     else:
         model = tf.AutoModelForSequenceClassification.from_pretrained(parts["model"], num_labels=columns.n_classes,
-                                                                      use_safetensors=True)
+                                                                      use_safetensors=True, **columns.label_maps())
     return model, parts["tokenizer"], "text-classifier"
 
 

@@ -532,6 +532,8 @@ class SelectionCoordinator:
         report = SelectionReport(candidates=out, winner=winner, budget=self.budget, stage_ends=self._stage_ends(),
                                  metric=self.metric, policy=self.policy_factory().describe(), seconds=seconds,
                                  winner_score=reports.get(self.budget, {}).get(winner))
+        if self.columns.label_maps():
+            report.extra["labels"] = list(self.columns.class_names)  # as the winner's id2label names them
         slot = slots[winner]
         winner_dir = self.output_dir / "winner"
         distributed = several_ranks()
