@@ -8,11 +8,17 @@ the published ones, to learn anything about real models).
 
 from __future__ import annotations
 
+import os
 import sys
 
-from hf_twophase import PerformanceMatrix
-from hf_twophase.method.replay import replay, summarise
-from hf_twophase.records.synthetic import synthetic_records
+# examples/select.py is named like the standard library's `select` module, and Python puts a script's folder first on
+# the import path: take this folder off, or `import subprocess` (deep inside every library) would import select.py.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+from hf_twophase import PerformanceMatrix  # noqa: E402
+from hf_twophase.method.replay import replay, summarise  # noqa: E402
+from hf_twophase.records.synthetic import synthetic_records  # noqa: E402
 
 
 def main() -> None:

@@ -1,0 +1,63 @@
+"""Every script in examples/ runs as a user starts it: from its own folder, where examples/select.py sits beside the
+others under the name of a standard-library module. Reduced settings keep each run short."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.coordinator_helpers import make_candidates, make_data
+
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}
+    return subprocess.run([sys.executable, *argv], cwd=EXAMPLES, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_every_example_is_tested_here():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["callback_in_your_trainer.py", "replay_policies.py",
+                                                             "select.py"]
+
+
+def test_replay_policies_runs():
+    done = run_example("replay_policies.py")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fine-selection (improved)" in done.stdout and "median speedup" in done.stdout
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_callback_example_runs_one_after_another_and_at_the_same_time(tmp_path, mode):
+    models = make_candidates(tmp_path / "models", hidden=(16, 8))
+    done = run_example("callback_in_your_trainer.py", "--models", *models, "--state-dir", str(tmp_path / "state"),
+                       "--mode", mode, "--max-steps", "4", "--stage-steps", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(tuple(models))]
+    assert len(lines) == 2 and sum("trained to the end" in line for line in lines) == 1, done.stdout[-2000:]
+    if mode == "sync":  # both runs reported stage 1 before it was decided: they ran at the same time
+        decision = json.loads((tmp_path / "state" / "decisions" / f"{2:08d}.json").read_text())
+        assert set(decision["reports"]["2"]) == set(models)
+
+
+def test_select_example_runs_on_a_reduced_setting(tmp_path):
+    models = make_candidates(tmp_path / "models", hidden=(16, 8, 12))
+    rows = [{"model": m, "dataset": b, "step": s, "val": 0.8 - 0.1 * i - 0.05 * (3 - s), "test": 0.8 - 0.1 * i,
+             "cost": 1.0} for i, m in enumerate(models) for b in ("b1", "b2", "b3") for s in (1, 2, 3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "records.csv", index=False)
+    data = make_data(96, 0)
+    pd.DataFrame({"text": data["text"], "label": data["label"]}).to_csv(tmp_path / "data.csv", index=False)
+    done = run_example("select.py", "--task", "text-classification", "--dataset", str(tmp_path / "data.csv"),
+                       "--models", *models, "--matrix", str(tmp_path / "records.csv"), "--k", "2", "--budget", "4",
+                       "--stage-steps", "2", "--proxy-samples", "32", "--output-dir", str(tmp_path / "out"), "--cpu",
+                       "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["winner"] in models
