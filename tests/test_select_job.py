@@ -77,7 +77,11 @@ def test_small_selection_end_to_end(setup, capsys, tmp_path, monkeypatch):
     assert code == 2 and "--overwrite" in err  # an earlier selection is never silently replaced
 
 
-def test_accelerate_launch_with_two_processes(setup, tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_through_the_users_entry_point(setup, tmp_path, launcher):
+    """`torchrun --nproc_per_node 2 examples/select.py` and `accelerate launch --multi_gpu --num_processes 2
+    examples/select.py` on CPUs: two processes run one selection, one prints and writes, and phase 1 is the same as
+    in one process."""
     import os
     import subprocess
     import sys
@@ -85,17 +89,26 @@ def test_accelerate_launch_with_two_processes(setup, tmp_path):
 
     root, models = setup
     repo = Path(__file__).resolve().parent.parent
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-           str(repo / "examples" / "select.py"), "--task", "text-classification", "--dataset", str(root / "data.csv"),
-           "--models", *models, "--matrix", str(root / "records.csv"), "--k", "2", "--budget", "8", "--stage-steps",
-           "2", "--learning-rate", "3e-3", "--proxy-samples", "64", "--output-dir", str(out), "--cpu"]
+    job = ["--task", "text-classification", "--dataset", str(root / "data.csv"), "--models", *models, "--matrix",
+           str(root / "records.csv"), "--k", "2", "--budget", "4", "--stage-steps", "2", "--learning-rate", "3e-3",
+           "--proxy-samples", "64", "--cpu", "--json"]
+    launch = {"torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"],
+              "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                             "2"]}[launcher]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    out = tmp_path / "two"
+    done = subprocess.run([*launch, str(repo / "examples" / "select.py"), *job, "--output-dir", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("hf-twophase select:") == 1  # one summary, from the main process
-    report = json.loads((out / "report.json").read_text())
-    assert report["winner"] in models and (out / "winner" / "config.json").is_file()
+    two = json.loads(done.stdout)  # one JSON object: only the main process prints
+    assert two["processes"] == 2
+    assert done.stderr.count("hf-twophase select:") == 1  # one summary screen
+    assert (out / "report.json").is_file() and (out / "winner" / "config.json").is_file()
+    one = tmp_path / "one"
+    single = subprocess.run([sys.executable, str(repo / "examples" / "select.py"), *job, "--output-dir", str(one)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert json.loads(single.stdout)["recalled"] == two["recalled"]  # phase 1 as in one process
 
 
 @pytest.mark.parametrize("argv, message", [

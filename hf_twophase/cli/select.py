@@ -262,18 +262,20 @@ def make_selector(args: argparse.Namespace, plan: Plan, state):
 def training_arguments(args: argparse.Namespace, plan: Plan, main: bool):
     import transformers as tf
 
+    from hf_twophase.trainer.distributed import has_accelerator
+
     return tf.TrainingArguments(
         output_dir=args.output_dir, max_steps=plan.budget, per_device_train_batch_size=plan.batch_size,
         per_device_eval_batch_size=max(64, plan.batch_size), learning_rate=plan.learning_rate, seed=args.seed,
         report_to=[], use_cpu=args.cpu, disable_tqdm=not main, logging_steps=plan.stage_steps,
         # the coordinator writes its own stage checkpoints (what --resume needs), whatever the template says
-        save_strategy="no", dataloader_pin_memory=not args.cpu and _has_accelerator())
+        save_strategy="no", dataloader_pin_memory=not args.cpu and has_accelerator())
 
 
 def run(args: argparse.Namespace) -> dict:
-    from accelerate import PartialState
+    from hf_twophase.trainer.distributed import process_state
 
-    state = PartialState()
+    state = process_state(args.cpu)
     main = state.is_main_process
     started = time.perf_counter()
     plan = resolve_plan(args)
@@ -289,7 +291,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.push_to_hub and main:
         pushed = result.push_to_hub(args.push_to_hub, task=args.task, dataset_name=data.name)
     summary = _summary(result, selector, recall, data, time.perf_counter() - started, phase1_seconds,
-                       build_seconds, built_now, pushed, args)
+                       build_seconds, built_now, pushed, args, processes=state.num_processes)
     if main:
         write_text_atomic(Path(args.output_dir) / "summary.txt", summary["screen"])
         print(summary["screen"], flush=True)
@@ -306,7 +308,7 @@ def _fmt_seconds(s: float) -> str:
 
 
 def _summary(result, selector, recall, data: JobData, total, phase1_seconds, build_seconds, built_now, pushed,
-             args) -> dict:
+             args, *, processes: int = 1) -> dict:
     report = result.report
     trained = [c for c in report.candidates if c.name in set(report.trained_candidates)]
     bf, sh, spent = report.brute_force_steps, report.successive_halving_steps(), report.steps_spent
@@ -314,7 +316,7 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, bui
         "=" * 78,
         f"hf-twophase select: {selector.task} on {data.name} ({len(data.train)} train / {len(data.validation)} "
         f"validation, {data.n_classes} classes)",
-        f"  done in {_fmt_seconds(total)}" + (
+        f"  done in {_fmt_seconds(total)}" + (f" on {processes} processes" if processes > 1 else "") + (
             "" if build_seconds is None else
             f"; embedded repository {'built now in' if built_now else 'reused from the cache (built once in'} "
             f"{_fmt_seconds(build_seconds)}{'' if built_now else ')'}"),
@@ -345,8 +347,8 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, bui
         lines.append(f"pushed: {args.push_to_hub} (commit {pushed[:10]})")
     lines.append("=" * 78)
     screen = "\n".join(lines) + "\n"
-    return {"screen": screen, "winner": report.winner, "winner_score": report.winner_score, "steps_spent": spent,
-            "brute_force_steps": bf, "successive_halving_steps": sh, "recalled": recall.recalled,
+    return {"screen": screen, "processes": processes, "winner": report.winner, "winner_score": report.winner_score,
+            "steps_spent": spent, "brute_force_steps": bf, "successive_halving_steps": sh, "recalled": recall.recalled,
             "seconds": round(total, 1), "phase1_seconds": round(phase1_seconds, 1),
             "build_seconds": None if build_seconds is None else round(build_seconds, 1), "built_now": built_now}
 
@@ -368,9 +370,3 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     if os.environ.get("HF_TWOPHASE_SELECT_JSON"):
         write_json_atomic(os.environ["HF_TWOPHASE_SELECT_JSON"], result, indent=2)
     return 0
-
-
-def _has_accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())

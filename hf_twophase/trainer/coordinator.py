@@ -53,7 +53,7 @@ from hf_twophase.trainer.checkpoints import (
     share_identical_weights,
     unshare_weights,
 )
-from hf_twophase.trainer.distributed import from_rank_zero, several_ranks
+from hf_twophase.trainer.distributed import from_rank_zero, process_state, several_ranks
 from hf_twophase.trainer.report import CandidateReport, SelectionReport
 from hf_twophase.trainer.state import DirectorySelectionState, SelectionState, Verdict
 
@@ -294,9 +294,7 @@ class SelectionCoordinator:
 
     # ---------------------------------------------------------------- public
     def run(self, *, resume: bool = False) -> SelectionResult:
-        from accelerate import PartialState
-
-        ranks = PartialState()  # one process, or every rank of `accelerate launch` / torchrun
+        ranks = process_state(self.args.use_cpu)  # one process, or every rank of `accelerate launch` / torchrun
         names = [c.name for c in self.candidates]
         state = self._open_state(ranks, names, resume)
         ranks.wait_for_everyone()

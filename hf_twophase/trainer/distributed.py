@@ -14,6 +14,20 @@ import torch
 T = TypeVar("T")
 
 
+def process_state(use_cpu: bool = False):
+    """accelerate's view of this job's processes. Under torchrun or ``accelerate launch --multi_gpu`` on a machine
+    without an accelerator, ``PartialState()`` alone sees one process per rank (it joins a CPU process group only
+    when told it runs on the CPU), and every rank would run its own selection; so the CPU is named whenever training
+    runs there."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=use_cpu or not has_accelerator())
+
+
+def has_accelerator() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
 def several_ranks() -> bool:
     """Whether this process is one of several in an initialised process group."""
     return torch.distributed.is_available() and torch.distributed.is_initialized() \
