@@ -2,7 +2,7 @@
 
     python examples/select.py                                  # the embedded offline default (MNIST, image models)
     python examples/select.py --task text-classification       # the text default (Rotten Tomatoes snippets)
-    accelerate launch --multi_gpu --num_processes 4 examples/select.py --dataset my_data.csv --matrix my-org/perf-matrix
+    accelerate launch --multi_gpu --num_processes 4 examples/select.py --dataset my_data.csv --matrix my-org/matrix
     torchrun --nproc_per_node 4 examples/select.py --dataset my_data.csv --matrix my-org/perf-matrix
 
 The same job as `hf-twophase select`; `--help` lists every option.
