@@ -145,7 +145,7 @@ def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig,
              "train_step": g} for s, v, c, g in recorder.points]
     rows[-1]["test"] = test_score
     if save_to is not None:
-        save_trained(prepared, trainer, save_to)
+        save_trained(prepared, trainer, save_to, label_names=columns.class_names)
     return rows
 
 

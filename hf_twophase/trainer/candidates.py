@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import ImageClassifierOutput
 
+from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.errors import HFTwoPhaseError
 from hf_twophase.inputs.checkpoints import is_timm_dir, load_hint
 from hf_twophase.inputs.columns import Columns, as_rgb
@@ -217,7 +220,8 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
                     default_data_collator, processing, kind, lambda ds: ds.with_transform(transform))
 
 
-def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool = True) -> Path:
+def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool = True,
+                 label_names: Sequence[str] | None = None) -> Path:
     """Save a trained candidate so that it loads again as a candidate: timm models as a timm folder
     (``local-dir:``-loadable), transformers models with their tokenizer or image processor. Safetensors only."""
     folder = Path(folder)
@@ -226,12 +230,38 @@ def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool 
             import timm.models
 
             timm.models.save_for_hf(prepared.model.model, str(folder), safe_serialization=True)
+            _loadable_by_transformers(folder, label_names)
     else:
         trainer.save_model(str(folder))  # every rank calls it; the Trainer writes on the main one
         already_saved = getattr(trainer, "processing_class", None) is prepared.processing  # save_model wrote it
         if main and not already_saved and hasattr(prepared.processing, "save_pretrained"):
             prepared.processing.save_pretrained(str(folder))
+    if main:
+        follow_umask(folder)
     return folder
+
+
+def _loadable_by_transformers(folder: Path, label_names: Sequence[str] | None) -> None:
+    """A timm folder that transformers' timm wrapper also loads, so the model card's
+    ``pipeline("image-classification", model=...)`` and ``AutoModelForImageClassification`` work (with the image
+    processor the wrapper builds from the same ``pretrained_cfg``): the wrapper passes ``num_classes`` itself, and
+    names the classes from ``label_names``."""
+    config_file = folder / "config.json"
+    config = read_json(config_file, what="the saved timm config")
+    config.get("model_args", {}).pop("num_classes", None)
+    n = int(config.get("num_classes", 0))
+    names = list(label_names) if label_names and len(label_names) == n else [f"LABEL_{i}" for i in range(n)]
+    config["label_names"] = names
+    write_json_atomic(config_file, config, indent=2)
+
+
+def follow_umask(folder: Path) -> None:
+    """Give the saved files the permissions the user's umask asks for (some writers create them 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~mask)
 
 
 def accuracy(eval_pred) -> dict[str, float]:

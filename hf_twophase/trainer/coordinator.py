@@ -553,6 +553,6 @@ class SelectionCoordinator:
     def _save_winner(self, slot: _Slot, folder: Path) -> None:
         if self._main:  # saved before (a finished selection resumed): its weights are links into the checkpoint
             unshare_weights(folder)
-        save_trained(slot.prepared, slot.trainer, folder, main=self._main)
+        save_trained(slot.prepared, slot.trainer, folder, main=self._main, label_names=self.columns.class_names)
         if self._main:  # the winner's last checkpoint stays as the resume point, without a second copy of the weights
             share_identical_weights(folder, self._latest_checkpoint(slot))
