@@ -156,3 +156,5 @@ def test_class_name_labels_are_encoded_and_kept_in_the_winner(setup, capsys, tmp
     config = tf.AutoConfig.from_pretrained(out / "winner")
     assert config.id2label == {0: "neg", 1: "pos"} and config.label2id == {"neg": 0, "pos": 1}
     assert json.loads((out / "report.json").read_text())["extra"]["labels"] == names
+    classifier = tf.pipeline("text-classification", model=str(out / "winner"))  # as the model card says
+    assert {p["label"] for p in classifier(list(data["text"][:8]))} <= set(names)
