@@ -36,36 +36,51 @@ def new_head_model(tmp_path_factory) -> str:
     return make_candidates(tmp_path_factory.mktemp("models"), hidden=(8,), num_labels=3)[0]
 
 
-def test_two_fresh_processes_with_one_seed_build_identical_records(tmp_path, new_head_model):
-    first, second = build(tmp_path / "a", new_head_model), build(tmp_path / "b", new_head_model)
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory, new_head_model) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("first") / "out"
+    return out, build(out, new_head_model)
+
+
+def fresh_copy(first_build, tmp_path) -> Path:
+    """A folder holding the first build, for a test that changes it."""
+    import shutil
+
+    out, run = first_build
+    assert run.returncode == 0, run.stderr[-2000:]
+    return Path(shutil.copytree(out, tmp_path / "out"))
+
+
+def test_two_fresh_processes_with_one_seed_build_identical_records(tmp_path, new_head_model, first_build):
+    (a, first), second = first_build, build(tmp_path / "b", new_head_model)
     for run in (first, second):
         assert run.returncode == 0, run.stderr[-2000:]
         out = json.loads(run.stdout)  # one JSON object on stdout, nothing else: the Trainer's logs go to stderr
         assert out["rows"] == 1 and out["models"] == [new_head_model]
-    pd.testing.assert_frame_equal(records(tmp_path / "a"), records(tmp_path / "b"))
-    cell = json.loads(next((tmp_path / "a" / "cells").glob("*.json")).read_text())
+    pd.testing.assert_frame_equal(records(a), records(tmp_path / "b"))
+    cell = json.loads(next((a / "cells").glob("*.json")).read_text())
     assert cell["config"]["seed"] == 0 and cell["config"]["epochs"] == 1.0  # each cell records its recipe
 
 
-def test_rerun_with_other_settings_refuses_or_overwrites(tmp_path, new_head_model):
-    assert build(tmp_path / "out", new_head_model).returncode == 0
-    cell = next((tmp_path / "out" / "cells").glob("*.json"))
+def test_rerun_with_other_settings_refuses_or_overwrites(tmp_path, new_head_model, first_build):
+    out = fresh_copy(first_build, tmp_path)
+    cell = next((out / "cells").glob("*.json"))
     before = cell.read_bytes()
-    refused = build(tmp_path / "out", new_head_model, "--seed", "3", "--lr", "0.001")
+    refused = build(out, new_head_model, "--seed", "3", "--lr", "0.001")
     assert refused.returncode == 2 and refused.stdout == ""
     assert "other settings" in refused.stderr and "learning_rate" in refused.stderr and "seed" in refused.stderr
     assert "Traceback" not in refused.stderr and cell.read_bytes() == before  # nothing was retrained
-    same = build(tmp_path / "out", new_head_model)
+    same = build(out, new_head_model)
     assert same.returncode == 0 and cell.read_bytes() == before  # same settings: the cell is reused
-    again = build(tmp_path / "out", new_head_model, "--seed", "3", "--overwrite")
+    again = build(out, new_head_model, "--seed", "3", "--overwrite")
     assert again.returncode == 0
     assert json.loads(cell.read_text())["config"]["seed"] == 3
 
 
-def test_a_damaged_cell_is_one_clear_error(tmp_path, new_head_model):
-    assert build(tmp_path / "out", new_head_model).returncode == 0
-    cell = next((tmp_path / "out" / "cells").glob("*.json"))
+def test_a_damaged_cell_is_one_clear_error(tmp_path, new_head_model, first_build):
+    out = fresh_copy(first_build, tmp_path)
+    cell = next((out / "cells").glob("*.json"))
     cell.write_text('{"model": "x", "status": "do')  # what a crash mid-write left before writes were atomic
-    broken = build(tmp_path / "out", new_head_model)
+    broken = build(out, new_head_model)
     assert broken.returncode == 2 and "damaged" in broken.stderr and str(cell) in broken.stderr
     assert "Traceback" not in broken.stderr

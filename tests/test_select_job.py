@@ -77,38 +77,52 @@ def test_small_selection_end_to_end(setup, capsys, tmp_path, monkeypatch):
     assert code == 2 and "--overwrite" in err  # an earlier selection is never silently replaced
 
 
+def _job_argv(root, models) -> list[str]:
+    return ["--task", "text-classification", "--dataset", str(root / "data.csv"), "--models", *models, "--matrix",
+            str(root / "records.csv"), "--k", "2", "--budget", "4", "--stage-steps", "2", "--learning-rate", "3e-3",
+            "--proxy-samples", "64", "--cpu", "--json"]
+
+
+def _run_entry_point(launch: list[str], argv: list[str]):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    return subprocess.run([*launch, str(repo / "examples" / "select.py"), *argv],
+                          env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def one_process(setup, tmp_path_factory) -> dict:
+    import sys
+
+    root, models = setup
+    done = _run_entry_point([sys.executable], [*_job_argv(root, models), "--output-dir",
+                                               str(tmp_path_factory.mktemp("one") / "out")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
-def test_two_processes_through_the_users_entry_point(setup, tmp_path, launcher):
+def test_two_processes_through_the_users_entry_point(setup, tmp_path, launcher, one_process):
     """`torchrun --nproc_per_node 2 examples/select.py` and `accelerate launch --multi_gpu --num_processes 2
     examples/select.py` on CPUs: two processes run one selection, one prints and writes, and phase 1 is the same as
     in one process."""
-    import os
-    import subprocess
     import sys
-    from pathlib import Path
 
     root, models = setup
-    repo = Path(__file__).resolve().parent.parent
-    job = ["--task", "text-classification", "--dataset", str(root / "data.csv"), "--models", *models, "--matrix",
-           str(root / "records.csv"), "--k", "2", "--budget", "4", "--stage-steps", "2", "--learning-rate", "3e-3",
-           "--proxy-samples", "64", "--cpu", "--json"]
     launch = {"torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"],
               "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                              "2"]}[launcher]
-    env = {**os.environ, "PYTHONPATH": str(repo)}
     out = tmp_path / "two"
-    done = subprocess.run([*launch, str(repo / "examples" / "select.py"), *job, "--output-dir", str(out)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = _run_entry_point(launch, [*_job_argv(root, models), "--output-dir", str(out)])
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads(done.stdout)  # one JSON object: only the main process prints
-    assert two["processes"] == 2
+    assert two["processes"] == 2 and one_process["processes"] == 1
     assert done.stderr.count("hf-twophase select:") == 1  # one summary screen
     assert (out / "report.json").is_file() and (out / "winner" / "config.json").is_file()
-    one = tmp_path / "one"
-    single = subprocess.run([sys.executable, str(repo / "examples" / "select.py"), *job, "--output-dir", str(one)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    assert json.loads(single.stdout)["recalled"] == two["recalled"]  # phase 1 as in one process
+    assert two["recalled"] == one_process["recalled"]  # phase 1 as in one process
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -158,3 +172,29 @@ def test_class_name_labels_are_encoded_and_kept_in_the_winner(setup, capsys, tmp
     assert json.loads((out / "report.json").read_text())["extra"]["labels"] == names
     classifier = tf.pipeline("text-classification", model=str(out / "winner"))  # as the model card says
     assert {p["label"] for p in classifier(list(data["text"][:8]))} <= set(names)
+
+
+def test_ctrl_c_ends_with_one_line_and_the_resume_command(setup, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root, models = setup
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(repo / "examples" / "select.py"), "--task", "text-classification", "--dataset",
+           str(root / "data.csv"), "--models", *models, "--matrix", str(root / "records.csv"), "--k", "2",
+           "--budget", "400", "--stage-steps", "2", "--proxy-samples", "64", "--output-dir", str(out), "--cpu"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(out.glob("selection_state/reports/*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends, mid-selection
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted; the stages finished so far are kept" in err
+    assert err.rstrip().endswith("--resume") and str(out) in err

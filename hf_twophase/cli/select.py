@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -363,6 +364,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     except HFTwoPhaseError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        words = ["python", *sys.argv] if argv is None else [*parser.prog.split(), *argv]
+        again = " ".join(shlex.quote(str(w)) for w in words if w != "--overwrite")
+        print(f"\n{parser.prog}: interrupted; the stages finished so far are kept in {args.output_dir}. Continue "
+              f"with: {again}{'' if args.resume else ' --resume'}", file=sys.stderr)
+        return 130
     result = {k: v for k, v in out.items() if k not in ("screen", "main")}
     if args.json and out.get("main", True):
         json.dump(result, sys.stdout)
