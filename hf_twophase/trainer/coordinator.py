@@ -152,10 +152,6 @@ class VerdictBoard:
         return self._verdicts[(candidate, step)]
 
 
-def state_folder_hint(state: SelectionState) -> str:
-    return str(getattr(state, "path", "memory"))
-
-
 def budget_of(training_args) -> int:
     """Each candidate's budget in steps: the template's ``max_steps``, which must be set (epochs cannot be compared
     across candidates that batch differently)."""
@@ -372,7 +368,8 @@ class SelectionCoordinator:
         """Every live candidate waits for a decision that needs a report no running candidate can give."""
         waits = "; ".join(f"{n} at step {s} (waiting for {', '.join(state.missing(s)) or 'nobody'})"
                           for n, s in sorted(asked.items()))
-        return (f"the selection cannot go on: {waits}. The state in {state_folder_hint(state)} does not match the "
+        where = getattr(state, "path", "memory")
+        return (f"the selection cannot go on: {waits}. The state in {where} does not match the "
                 "candidates that are running; resume with the same candidates, or start again in another output_dir")
 
     # ---------------------------------------------------------------- one candidate's greenlet
