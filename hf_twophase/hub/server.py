@@ -60,7 +60,6 @@ _TEXT_SUFFIXES = (".md", ".txt", ".json", ".yaml", ".yml", ".py", ".csv", ".gita
 _CHUNK = 1 << 20
 
 
-_HttpError = RequestRejected  # one exception type for every refusal, raised by the guard and the handlers alike
 
 
 def _card_metadata(text: str) -> dict:
@@ -90,7 +89,7 @@ def _parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise _HttpError(400, "A commit body must be UTF-8 NDJSON.") from None
+        raise RequestRejected(400, "A commit body must be UTF-8 NDJSON.") from None
     header: dict = {}
     operations: list[tuple[str, dict]] = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -99,25 +98,26 @@ def _parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
         item = _json(line.encode(), what=f"commit line {number}")
         key, value = item.get("key"), item.get("value")
         if not isinstance(value, dict):
-            raise _HttpError(400, f"commit line {number}: 'value' must be an object.")
+            raise RequestRejected(400, f"commit line {number}: 'value' must be an object.")
         if key == "header":
             summary, parent = value.get("summary", ""), value.get("parentCommit")
             if not isinstance(summary, str) or (parent is not None and not isinstance(parent, str)):
-                raise _HttpError(400, f"commit line {number}: the header's summary and parentCommit are strings.")
+                raise RequestRejected(400, f"commit line {number}: the header's summary and parentCommit are strings.")
             header = value
         elif key == "file":
             content, encoding = value.get("content"), value.get("encoding")
             if not isinstance(content, str) or encoding not in (None, "base64"):
-                raise _HttpError(400, f"commit line {number}: a file needs string content, encoding base64 or none.")
+                raise RequestRejected(400, f"commit line {number}: a file needs string content, encoding base64 "
+                                           "or none.")
             try:
                 data = base64.b64decode(content, validate=True) if encoding == "base64" else content.encode()
             except (binascii.Error, ValueError):
-                raise _HttpError(400, f"commit line {number}: content is not valid base64.") from None
+                raise RequestRejected(400, f"commit line {number}: content is not valid base64.") from None
             operations.append((key, {"path": guard.file_path(value.get("path")), "data": data}))
         elif key == "lfsFile":
             size = value.get("size")
             if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-                raise _HttpError(400, f"commit line {number}: an LFS file's size is a non-negative integer.")
+                raise RequestRejected(400, f"commit line {number}: an LFS file's size is a non-negative integer.")
             operations.append((key, {"path": guard.file_path(value.get("path")),
                                      "oid": guard.sha256_oid(value.get("oid")), "size": size}))
         elif key == "deletedFile":
@@ -125,7 +125,7 @@ def _parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
         elif key == "deletedFolder":
             operations.append((key, {"path": guard.folder_path(value.get("path"))}))
         else:
-            raise _HttpError(400, f"commit line {number}: unsupported operation {str(key)[:40]!r}.")
+            raise RequestRejected(400, f"commit line {number}: unsupported operation {str(key)[:40]!r}.")
     return header, operations
 
 
@@ -133,17 +133,17 @@ def _json(body: bytes, *, what: str = "request body", kind: type = dict) -> Any:
     try:
         data = json.loads(body or (b"{}" if kind is dict else b"[]"))
     except (ValueError, UnicodeDecodeError):
-        raise _HttpError(400, f"The {what} is not valid JSON.") from None
+        raise RequestRejected(400, f"The {what} is not valid JSON.") from None
     if not isinstance(data, kind):
-        raise _HttpError(400, f"The {what} must be a JSON {'object' if kind is dict else 'array'}, "
-                              f"got {type(data).__name__}.")
+        raise RequestRejected(400, f"The {what} must be a JSON {'object' if kind is dict else 'array'}, "
+                                   f"got {type(data).__name__}.")
     return data
 
 
 def _optional_bool(payload: dict, key: str) -> bool | None:
     value = payload.get(key)
     if value is not None and not isinstance(value, bool):
-        raise _HttpError(400, f"'{key}' must be true or false, got {value!r}.")
+        raise RequestRejected(400, f"'{key}' must be true or false, got {value!r}.")
     return value
 
 
@@ -152,7 +152,7 @@ def _is_private(payload: dict) -> bool | None:
     visibility = payload.get("visibility")
     if visibility is not None:
         if visibility not in ("public", "private", "protected"):
-            raise _HttpError(400, f"'visibility' must be public, private or protected, got {visibility!r}.")
+            raise RequestRejected(400, f"'visibility' must be public, private or protected, got {visibility!r}.")
         return visibility != "public"
     return _optional_bool(payload, "private")
 
@@ -280,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         if raw is None:
             return None
         if not re.fullmatch(r"[0-9]{1,19}", raw.strip()):
-            raise _HttpError(400, f"Content-Length must be a non-negative integer, got {raw[:40]!r}.")
+            raise RequestRejected(400, f"Content-Length must be a non-negative integer, got {raw[:40]!r}.")
         return int(raw)
 
     def _body_chunks(self, limit: int) -> Iterator[bytes]:
@@ -289,22 +289,22 @@ class _Handler(BaseHTTPRequestHandler):
         length = self._content_length()
         if encoding is not None:
             if encoding.strip().lower() != "chunked" or length is not None:
-                raise _HttpError(400, "Transfer-Encoding must be 'chunked' alone, without Content-Length.")
+                raise RequestRejected(400, "Transfer-Encoding must be 'chunked' alone, without Content-Length.")
             yield from self._chunked(limit)
             return
         if not length:
             self._unread_body = False
             return
         if length > limit:
-            raise _HttpError(413, f"Request body of {length} bytes exceeds the limit of {limit} bytes.",
-                             "PayloadTooLarge")
+            raise RequestRejected(413, f"Request body of {length} bytes exceeds the limit of {limit} bytes.",
+                                       "PayloadTooLarge")
         left = length
         while left:
             piece = self.rfile.read(min(left, _CHUNK))
             if not piece:
                 self.close_connection = True
-                raise _HttpError(400, f"Request body ended after {length - left} of {length} bytes; nothing was "
-                                      "applied.")
+                raise RequestRejected(400, f"Request body ended after {length - left} of {length} bytes; nothing was "
+                                           "applied.")
             left -= len(piece)
             yield piece
         self._unread_body = False
@@ -316,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
             size_text = line.split(b";", 1)[0].strip()
             if not line.endswith(b"\n") or not re.fullmatch(rb"[0-9a-fA-F]{1,16}", size_text):
                 self.close_connection = True
-                raise _HttpError(400, "Bad chunk size line in a chunked body.")
+                raise RequestRejected(400, "Bad chunk size line in a chunked body.")
             size = int(size_text, 16)
             if size == 0:
                 for _ in range(100):  # trailers, then the blank line
@@ -328,18 +328,18 @@ class _Handler(BaseHTTPRequestHandler):
             total += size
             if total > limit:
                 self.close_connection = True
-                raise _HttpError(413, f"Request body exceeds the limit of {limit} bytes.", "PayloadTooLarge")
+                raise RequestRejected(413, f"Request body exceeds the limit of {limit} bytes.", "PayloadTooLarge")
             left = size
             while left:
                 piece = self.rfile.read(min(left, _CHUNK))
                 if not piece:
                     self.close_connection = True
-                    raise _HttpError(400, "Chunked body ended before its last chunk; nothing was applied.")
+                    raise RequestRejected(400, "Chunked body ended before its last chunk; nothing was applied.")
                 left -= len(piece)
                 yield piece
             if self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 self.close_connection = True
-                raise _HttpError(400, "A chunk is longer than its size line says.")
+                raise RequestRejected(400, "A chunk is longer than its size line says.")
 
     def _body(self) -> bytes:
         return b"".join(self._body_chunks(self.hub.max_body_bytes))
@@ -354,37 +354,37 @@ class _Handler(BaseHTTPRequestHandler):
         except TimeoutError:
             self.close_connection = True
             with contextlib.suppress(OSError):
-                self._error(_HttpError(408, "The client was silent for too long; request abandoned."))
+                self._error(RequestRejected(408, "The client was silent for too long; request abandoned."))
         except (ConnectionError, BrokenPipeError):
             self.close_connection = True
         except Exception as error:  # noqa: BLE001 - a bug must cost one request, never the connection or server
             self.close_connection = True
             self.log_error("internal error on %s %s: %r", self.command, self.path[:200], error)
             with contextlib.suppress(OSError):
-                self._error(_HttpError(500, f"Internal error of the local hub ({type(error).__name__})."))
+                self._error(RequestRejected(500, f"Internal error of the local hub ({type(error).__name__})."))
 
     def _route(self) -> None:
         url = urlsplit(self.path)
         try:
             self.query = parse_qs(url.query, max_num_fields=200)
         except ValueError:
-            raise _HttpError(400, "Too many or malformed query parameters.") from None
+            raise RequestRejected(400, "Too many or malformed query parameters.") from None
         self.identity: Identity | None = self.hub.policy.identify(self.headers.get("Authorization"))
         for method, pattern, handler, writes in _ROUTES:
             if method == self.command or (method == "GET" and self.command == "HEAD"):
                 match = re.fullmatch(pattern, url.path)
                 if match:
                     if writes and self.identity is None:
-                        raise _HttpError(401, "Writing needs a token: send 'Authorization: Bearer <token>'.",
-                                         "Unauthorized")
+                        raise RequestRejected(401, "Writing needs a token: send 'Authorization: Bearer <token>'.",
+                                                   "Unauthorized")
                     try:
                         groups = {k: unquote(v, errors="strict") if v is not None else None
                                   for k, v in match.groupdict().items()}
                     except UnicodeDecodeError:
-                        raise _HttpError(400, "The request path is not valid percent-encoded UTF-8.") from None
+                        raise RequestRejected(400, "The request path is not valid percent-encoded UTF-8.") from None
                     handler(self, **groups)
                     return
-        raise _HttpError(404, f"No route for {self.command} {url.path[:200]} on the local hub.", "NotFound")
+        raise RequestRejected(404, f"No route for {self.command} {url.path[:200]} on the local hub.", "NotFound")
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
@@ -404,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- API ----------------------------------------------------------------------------------------------------
     def whoami(self) -> None:
         if self.identity is None:
-            raise _HttpError(401, "Invalid credentials: send 'Authorization: Bearer <token>'.", "Unauthorized")
+            raise RequestRejected(401, "Invalid credentials: send 'Authorization: Bearer <token>'.", "Unauthorized")
         orgs = sorted(n for n in self.identity.namespaces if n not in (guard.ALL_NAMESPACES, self.identity.name))
         self._send(200, {"type": "user", "name": self.identity.name, "fullname": "Local Hub user",
                          "orgs": [{"name": n, "type": "org"} for n in orgs],
@@ -414,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
         q = self.query
         limit = (q.get("limit") or [None])[0]
         if limit is not None and not re.fullmatch(r"[0-9]{1,9}", limit):
-            raise _HttpError(400, f"limit must be a non-negative integer, got {limit[:40]!r}.")
+            raise RequestRejected(400, f"limit must be a non-negative integer, got {limit[:40]!r}.")
         items = []
         for repo in self.hub.storage.list(type):
             if repo["settings"].get("private") and (self.identity is None or not self.identity.owns(repo["id"])):
@@ -445,7 +445,7 @@ class _Handler(BaseHTTPRequestHandler):
         recursive = (self.query.get("recursive") or ["false"])[0].lower() in ("1", "true")
         entries = _tree(commit["files"], guard.folder_path(path), recursive)
         if entries is None:
-            raise _HttpError(404, f"Folder {path!r} does not exist at {rev}.", "EntryNotFound")
+            raise RequestRejected(404, f"Folder {path!r} does not exist at {rev}.", "EntryNotFound")
         self._send(200, entries)
 
     def paths_info(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
@@ -457,9 +457,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 wanted_paths = parse_qs(body.decode("utf-8"), max_num_fields=10_000).get("paths", [])
             except (UnicodeDecodeError, ValueError):
-                raise _HttpError(400, "paths-info takes a form or JSON body with 'paths'.") from None
+                raise RequestRejected(400, "paths-info takes a form or JSON body with 'paths'.") from None
         if not isinstance(wanted_paths, list) or not all(isinstance(p, str) for p in wanted_paths):
-            raise _HttpError(400, "'paths' must be a list of strings.")
+            raise RequestRejected(400, "'paths' must be a list of strings.")
         files = commit["files"]
         out = []
         for wanted in wanted_paths:
@@ -474,7 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _repo_from_payload(self, payload: dict) -> tuple[str, str]:
         name, organization = payload.get("name"), payload.get("organization")
         if not isinstance(name, str) or (organization is not None and not isinstance(organization, str)):
-            raise _HttpError(400, "'name' (and 'organization', if given) must be strings.")
+            raise RequestRejected(400, "'name' (and 'organization', if given) must be strings.")
         if organization:
             repo = f"{organization}/{name}"
         else:
@@ -506,14 +506,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._writable_repo(type, repo)
         gated = payload.get("gated")
         if gated not in (None, False, "auto", "manual"):
-            raise _HttpError(400, f"'gated' must be false, 'auto' or 'manual', got {gated!r}.")
+            raise RequestRejected(400, f"'gated' must be false, 'auto' or 'manual', got {gated!r}.")
         self.hub.storage.update_settings(type, repo, private=_is_private(payload), gated=gated)
         self._send(200, {})
 
     def validate_yaml(self) -> None:
         content = _json(self._body()).get("content", "")
         if not isinstance(content, str):
-            raise _HttpError(400, "'content' must be a string.")
+            raise RequestRejected(400, "'content' must be a string.")
         match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, flags=re.S)
         try:
             yaml.safe_load(match.group(1) if match else content)
@@ -528,16 +528,16 @@ class _Handler(BaseHTTPRequestHandler):
         oid, commit = self.hub.storage.resolve(repo_data, rev)
         items = payload.get("files", [])
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise _HttpError(400, "'files' must be a list of objects.")
+            raise RequestRejected(400, "'files' must be a list of objects.")
         files = []
         for item in items:
             path, size, sample = guard.file_path(item.get("path")), item.get("size", 0), item.get("sample", "")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(sample, str):
-                raise _HttpError(400, "each file needs an integer 'size' >= 0 and a base64 'sample'.")
+                raise RequestRejected(400, "each file needs an integer 'size' >= 0 and a base64 'sample'.")
             try:
                 sample_bytes = base64.b64decode(sample, validate=True)
             except (binascii.Error, ValueError):
-                raise _HttpError(400, f"the sample of {path} is not valid base64.") from None
+                raise RequestRejected(400, f"the sample of {path} is not valid base64.") from None
             binary = b"\0" in sample_bytes or not path.lower().endswith(_TEXT_SUFFIXES)
             existing = commit["files"].get(path)
             files.append({"path": path, "uploadMode": "lfs" if binary or size > 10 * 2**20 else "regular",
@@ -558,15 +558,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._writable_repo(repo_type, repo)
         objects_in = payload.get("objects", [])
         if not isinstance(objects_in, list) or not all(isinstance(o, dict) for o in objects_in):
-            raise _HttpError(400, "'objects' must be a list of {oid, size} objects.")
+            raise RequestRejected(400, "'objects' must be a list of {oid, size} objects.")
         objects = []
         for obj in objects_in:
             oid, size = guard.sha256_oid(obj.get("oid")), obj.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise _HttpError(400, f"LFS object {oid}: 'size' must be an integer >= 0.")
+                raise RequestRejected(400, f"LFS object {oid}: 'size' must be an integer >= 0.")
             if size > self.hub.max_upload_bytes:
-                raise _HttpError(413, f"LFS object {oid} of {size} bytes exceeds the upload limit of "
-                                      f"{self.hub.max_upload_bytes} bytes.", "PayloadTooLarge")
+                raise RequestRejected(413, f"LFS object {oid} of {size} bytes exceeds the upload limit of "
+                                           f"{self.hub.max_upload_bytes} bytes.", "PayloadTooLarge")
             entry = {"oid": oid, "size": size, "authenticated": True}
             if not self.hub.storage.has_blob(oid):
                 ticket = self.hub.issue_upload_ticket(oid, size)
@@ -581,8 +581,8 @@ class _Handler(BaseHTTPRequestHandler):
         upload = self.hub.redeem_upload_ticket((self.query.get("ticket") or [""])[0], oid)
         declared = self._content_length()
         if declared is not None and declared != upload.size:
-            raise _HttpError(400, f"Content-Length {declared} differs from the {upload.size} bytes announced for "
-                                  f"{oid}.")
+            raise RequestRejected(400, f"Content-Length {declared} differs from the {upload.size} bytes announced for "
+                                       f"{oid}.")
         if not self.hub.storage.has_blob(oid):
             self.hub.storage.put_blob_stream(self._body_chunks(upload.size), oid, upload.size)
         else:
@@ -597,11 +597,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = guard.file_path(path)
         oid, commit = self.hub.storage.resolve(repo_data, rev)
         if repo_data["settings"].get("gated"):
-            raise _HttpError(403, f"Access to {repo_type[:-1]} {repo} is restricted: you must be authenticated and "
-                                  "have accepted its conditions.", "GatedRepo")
+            raise RequestRejected(403, f"Access to {repo_type[:-1]} {repo} is restricted: you must be authenticated "
+                                       "and have accepted its conditions.", "GatedRepo")
         entry = commit["files"].get(path)
         if entry is None:
-            raise _HttpError(404, f"Entry not found: {path} at {rev}.", "EntryNotFound")
+            raise RequestRejected(404, f"Entry not found: {path} at {rev}.", "EntryNotFound")
         size = int(entry["size"])
         etag = entry["sha256"] if entry["lfs"] else entry["oid"]
         headers = {"X-Repo-Commit": oid, "ETag": f'"{etag}"', "Accept-Ranges": "bytes"}
@@ -614,14 +614,14 @@ class _Handler(BaseHTTPRequestHandler):
         if byte_range and self.command == "GET":
             match = re.fullmatch(r"bytes=([0-9]{0,19})-([0-9]{0,19})", byte_range.strip())
             if not match or not (match.group(1) or match.group(2)):
-                raise _HttpError(416, f"Unsupported range {byte_range[:80]!r}.")
+                raise RequestRejected(416, f"Unsupported range {byte_range[:80]!r}.")
             if match.group(1):
                 start = int(match.group(1))
                 end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
             else:
                 start = max(0, size - int(match.group(2)))
             if start > end and size:
-                raise _HttpError(416, f"Range {byte_range[:80]!r} outside a file of {size} bytes.")
+                raise RequestRejected(416, f"Range {byte_range[:80]!r} outside a file of {size} bytes.")
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
             status = 206
         with self.hub.storage.open_blob(entry["sha256"]) as handle:
@@ -771,8 +771,8 @@ class LocalHub:
                 if hmac.compare_digest(known.encode(), ticket.encode()) and upload.oid == oid \
                         and upload.expires >= time.monotonic():
                     return upload
-        raise _HttpError(401, "An LFS upload needs the URL (with its ticket) from an authenticated LFS batch request.",
-                         "Unauthorized")
+        raise RequestRejected(401, "An LFS upload needs the URL (with its ticket) from an authenticated LFS batch "
+                                   "request.", "Unauthorized")
 
     def forget_upload_ticket(self, oid: str) -> None:
         with self._uploads_lock:

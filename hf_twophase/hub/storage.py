@@ -24,7 +24,6 @@ from hf_twophase.hub import guard
 from hf_twophase.hub.guard import RequestRejected
 
 _CHUNK = 1 << 20
-_HttpError = RequestRejected
 
 
 class HubServerError(HFTwoPhaseError, ValueError):
@@ -94,7 +93,7 @@ class HubStorage:
     def load(self, repo_type: str, repo_id: str) -> dict:
         path = self._repo_file(repo_type, repo_id)
         if not path.is_file():
-            raise _HttpError(404, f"Repository {repo_type[:-1]} '{repo_id}' not found.", "RepoNotFound")
+            raise RequestRejected(404, f"Repository {repo_type[:-1]} '{repo_id}' not found.", "RepoNotFound")
         return read_json(path, what="local hub repository file")
 
     def save(self, repo_type: str, repo_id: str, repo: dict) -> None:
@@ -103,7 +102,7 @@ class HubStorage:
     def create(self, repo_type: str, repo_id: str, *, private: bool = False) -> dict:
         with self.lock:
             if self.exists(repo_type, repo_id):
-                raise _HttpError(409, f"You already created this {repo_type[:-1]} repo: {repo_id}", "RepoExists")
+                raise RequestRejected(409, f"You already created this {repo_type[:-1]} repo: {repo_id}", "RepoExists")
             created = _now()
             gitattributes = b"".join(f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n".encode()
                                      for ext in ("parquet", "safetensors", "bin", "arrow"))
@@ -123,7 +122,7 @@ class HubStorage:
         with self.lock:
             path = self._repo_file(repo_type, repo_id)
             if not path.is_file():
-                raise _HttpError(404, f"Repository {repo_type[:-1]} '{repo_id}' not found.", "RepoNotFound")
+                raise RequestRejected(404, f"Repository {repo_type[:-1]} '{repo_id}' not found.", "RepoNotFound")
             path.unlink()
 
     def list(self, repo_type: str) -> list[dict]:
@@ -171,12 +170,12 @@ class HubStorage:
                 for chunk in chunks:
                     received += len(chunk)
                     if received > size:
-                        raise _HttpError(400, f"Upload is larger than the {size} bytes announced for {sha256}.")
+                        raise RequestRejected(400, f"Upload is larger than the {size} bytes announced for {sha256}.")
                     digest.update(chunk)
                     handle.write(chunk)
             if received != size or digest.hexdigest() != sha256:
-                raise _HttpError(400, f"Uploaded bytes ({received}) do not hash to {sha256} of size {size}; "
-                                      "nothing was kept.")
+                raise RequestRejected(400, f"Uploaded bytes ({received}) do not hash to {sha256} of size {size}; "
+                                           "nothing was kept.")
 
     def _store_blob(self, data: bytes, *, lfs: bool) -> dict:
         sha = self.put_blob(data)
@@ -205,7 +204,7 @@ class HubStorage:
         elif revision in repo["commits"]:
             oid = revision
         else:
-            raise _HttpError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            raise RequestRejected(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         return oid, repo["commits"][oid]
 
     def commit(self, repo_type: str, repo_id: str, revision: str, header: dict, operations: list[dict]) -> str:
@@ -214,12 +213,12 @@ class HubStorage:
             repo = self.load(repo_type, repo_id)
             revision = guard.revision(revision)
             if revision not in repo["refs"]:
-                raise _HttpError(404, f"Branch {revision} not found; commits go to an existing branch.",
-                                 "RevisionNotFound")
+                raise RequestRejected(404, f"Branch {revision} not found; commits go to an existing branch.",
+                                           "RevisionNotFound")
             parent, current = self.resolve(repo, revision)
             wanted_parent = header.get("parentCommit")
             if wanted_parent and wanted_parent != parent:
-                raise _HttpError(412, f"A commit has happened since {wanted_parent}; the branch is at {parent}.")
+                raise RequestRejected(412, f"A commit has happened since {wanted_parent}; the branch is at {parent}.")
             files = dict(current["files"])
             for key, value in operations:
                 if key == "file":
@@ -227,15 +226,15 @@ class HubStorage:
                 elif key == "lfsFile":
                     oid = value["oid"]
                     if not self.has_blob(oid):
-                        raise _HttpError(400, f"LFS object {oid} for {value['path']} was never uploaded.")
+                        raise RequestRejected(400, f"LFS object {oid} for {value['path']} was never uploaded.")
                     size = self._blob_path(oid).stat().st_size
                     if value.get("size") is not None and value["size"] != size:
-                        raise _HttpError(400, f"LFS object {oid} has {size} bytes, not {value['size']}.")
+                        raise RequestRejected(400, f"LFS object {oid} has {size} bytes, not {value['size']}.")
                     files[value["path"]] = {"sha256": oid, "size": size, "lfs": True,
                                             "oid": _git_blob_oid_of_file(self._blob_path(oid), size)}
                 elif key == "deletedFile":
                     if value["path"] not in files:
-                        raise _HttpError(404, f"File {value['path']} does not exist.", "EntryNotFound")
+                        raise RequestRejected(404, f"File {value['path']} does not exist.", "EntryNotFound")
                     del files[value["path"]]
                 elif key == "deletedFolder":
                     prefix = value["path"] + "/"
