@@ -9,6 +9,7 @@ only (phase 1), and hands the recalled models to the coordinator's fine selectio
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -20,12 +21,13 @@ from typing import Any
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.inputs.columns import detect_columns
 from hf_twophase.method.clustering import ClusteringConfig
-from hf_twophase.method.recall import normaliser_for, rank_cold
-from hf_twophase.method.registry import POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
+from hf_twophase.method.recall import DEFAULT_COLD_BUDGET, DEFAULT_K, RecallConfig, normaliser_for, rank_cold
+from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 from hf_twophase.proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
 from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.tasks import check_task
 
+logger = logging.getLogger(__name__)
 _PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
 
 
@@ -33,12 +35,16 @@ _PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
 class SelectorConfig:
     """How a selection runs. Defaults follow the paper, with the improvements measured in docs/benchmarks.md."""
 
-    k: int = field(default=10, metadata={"help": "How many models phase 1 recalls for fine selection."})
+    k: int | None = field(
+        default=None, metadata={"help": f"How many models phase 1 recalls for fine selection (default: {DEFAULT_K}, "
+                                        "or every model the selector can rank when there are fewer)."})
     cold_budget: int = field(
-        default=0,
-        metadata={"help": "Score up to this many models the matrix does not know directly with the proxy and rank "
-                          "them with the rest (0: leave them out)."},
+        default=DEFAULT_COLD_BUDGET,
+        metadata={"help": "Proxy-score up to this many models the matrix does not know (the most downloaded first) "
+                          "and rank them with the rest (0: leave them out)."},
     )
+    recall: RecallConfig = field(default_factory=RecallConfig,
+                                 metadata={"help": "How phase 1 ranks the matrix's models (robust prior or paper)."})
     proxy: str = field(default="leep", metadata={"help": "Proxy score of phase 1: 'leep' or 'logme'."})
     normaliser: str = field(
         default="auto", metadata={"help": "Proxy normaliser of Eq. 3-4: auto (exp for LEEP), exp, minmax, rank."}
@@ -51,7 +57,8 @@ class SelectorConfig:
         default="fine-selection",
         metadata={"help": f"Phase 2: one of {', '.join(POLICY_NAMES)}."},
     )
-    variant: str = field(default="improved", metadata={"help": f"Fine selection: one of {', '.join(VARIANTS)}."})
+    variant: str = field(default=DEFAULT_VARIANT,
+                         metadata={"help": f"Fine selection: one of {', '.join(VARIANTS)} (docs/method.md)."})
     threshold: float | None = field(default=None, metadata={"help": "Fine selection's pruning threshold."})
     stage_steps: int | None = field(
         default=None, metadata={"help": f"Steps of the first stage (default: the budget / {STAGES_PER_BUDGET})."}
@@ -86,18 +93,42 @@ class RecallOutcome:
     skipped: dict[str, str]
     note: str
     seconds: float
+    prior: dict[str, float] = field(default_factory=dict)  # robust recall: each matrix model's standardised prior
+
+    def candidates(self) -> list[dict]:
+        """One row per ranked or skipped model: where it came from, its prior, its proxy score and what that cost."""
+        recalled = set(self.recalled)
+        rows = []
+        for model, score in self.scores.items():
+            result = self.scored.get(model)
+            rows.append({"model": model, "origin": "cold" if model in self.cold_scored else "matrix",
+                         "prior": self.prior.get(model), "proxy": None if result is None else result.score,
+                         "proxy_seconds": None if result is None else round(result.seconds, 3),
+                         "recall_score": score, "recalled": model in recalled})
+        for model, reason in self.skipped.items():
+            rows.append({"model": model, "origin": "cold" if model not in self.prior else "matrix", "prior": None,
+                         "proxy": None, "proxy_seconds": None, "recall_score": None, "recalled": False,
+                         "skipped": reason})
+        return rows
 
     def to_dict(self) -> dict:
         return {"recalled": self.recalled, "scores": self.scores,
                 "scored": {m: r.to_dict() for m, r in self.scored.items()}, "cold_scored": self.cold_scored,
-                "skipped": self.skipped, "note": self.note, "seconds": round(self.seconds, 3)}
+                "skipped": self.skipped, "note": self.note, "seconds": round(self.seconds, 3),
+                "candidates": self.candidates()}
 
 
-def resolve_matrix(matrix: PerformanceMatrix | str | os.PathLike, *, revision: str | None = None,
-                   token: str | bool | None = None) -> PerformanceMatrix:
-    """A matrix object as is; an existing local records file; otherwise a Hub dataset id."""
+def resolve_matrix(matrix: PerformanceMatrix | str | os.PathLike | None, *, task: str | None = None,
+                   revision: str | None = None, token: str | bool | None = None) -> PerformanceMatrix:
+    """A matrix object as is; None: the packaged matrix of ``task``; an existing local records file; otherwise a Hub
+    dataset id."""
     if isinstance(matrix, PerformanceMatrix):
         return matrix
+    if matrix is None:
+        if task is None:
+            raise SelectionError("no matrix given and no task to take the packaged one of: pass task= (one of "
+                                 "image-classification, text-classification) or matrix=")
+        return PerformanceMatrix.default(check_task(task))
     path = Path(matrix)
     if path.is_file():
         return PerformanceMatrix.read(path)
@@ -177,7 +208,7 @@ class RepoSelector:
     def from_hub(
         cls,
         task: str,
-        matrix: PerformanceMatrix | str | os.PathLike,
+        matrix: PerformanceMatrix | str | os.PathLike | None = None,
         *,
         limit: int = 100,
         library: str | None = None,
@@ -192,18 +223,19 @@ class RepoSelector:
         **overrides: Any,
     ) -> RepoSelector:
         """The Hub's most downloaded ``task`` models (filtered), joined with ``matrix`` (a Hub dataset id, a local
-        records file or a ``PerformanceMatrix``). Private and gated repositories, and those without usable weights,
-        are listed as skipped with their reason."""
+        records file or a ``PerformanceMatrix``; default: the packaged matrix of ``task``). Private and gated
+        repositories, and those without usable weights, are listed as skipped with their reason."""
         from huggingface_hub import HfApi
 
-        from hf_twophase.hub.client import hub_errors
+        from hf_twophase.hub.client import check_reachable, hub_errors
 
         check_task(task)
         if limit < 1:
             raise SelectionError(f"limit must be >= 1, got {limit}")
-        perf = resolve_matrix(matrix, revision=matrix_revision, token=token)
+        perf = resolve_matrix(matrix, task=task, revision=matrix_revision, token=token)
         cfg = dataclasses.replace(config or SelectorConfig(), **overrides)
         tags = [t for t in (library, language, f"license:{license}" if license else None) if t]
+        check_reachable(f"the list of {task} models")
         with hub_errors(f"the list of {task} models"):
             infos = list(HfApi(token=token).list_models(
                 pipeline_tag=task, sort="downloads", limit=limit, filter=tags or None, search=search, author=author,
@@ -231,11 +263,12 @@ class RepoSelector:
         return cls(entries, perf, task=task, config=cfg)
 
     @classmethod
-    def from_models(cls, models: Iterable[str], matrix: PerformanceMatrix | str | os.PathLike, *,
+    def from_models(cls, models: Iterable[str], matrix: PerformanceMatrix | str | os.PathLike | None = None, *,
                     task: str | None = None, matrix_revision: str | None = None, token: str | bool | None = None,
                     config: SelectorConfig | None = None, **overrides: Any) -> RepoSelector:
-        """A given list of Hub ids, local paths or ``packaged:`` names, joined with ``matrix``."""
-        perf = resolve_matrix(matrix, revision=matrix_revision, token=token)
+        """A given list of Hub ids, local paths or ``packaged:`` names, joined with ``matrix`` (default: the packaged
+        matrix of ``task``)."""
+        perf = resolve_matrix(matrix, task=task, revision=matrix_revision, token=token)
         known = set(perf.models)
         names = list(dict.fromkeys(str(m) for m in models))
         if not names:
@@ -263,6 +296,10 @@ class RepoSelector:
     def _usable(self) -> int:
         return len(self.warm) + min(len(self.cold), max(0, self.config.cold_budget))
 
+    def default_k(self) -> int:
+        """The configured K, else the paper's 10 capped at what the selector can rank."""
+        return self.config.k if self.config.k is not None else max(1, min(DEFAULT_K, self._usable()))
+
     def check_k(self, k: int) -> None:
         """K must be >= 1 and no larger than the models the selector can rank."""
         usable = self._usable()
@@ -278,22 +315,48 @@ class RepoSelector:
                                        allow_pickle=self.config.allow_pickle))
 
     def recall(self, dataset, k: int | None = None, *, scorer=None, **columns: Any) -> RecallOutcome:
-        """Phase 1 on ``dataset`` (a labelled ``datasets.Dataset``): cluster the warm models, score only the
-        representatives (and up to ``cold_budget`` cold models), recall the top ``k``. A model that fails to load
-        is skipped with its reason and its cluster is represented by another member."""
-        k = self.config.k if k is None else k
+        """Phase 1 on ``dataset`` (a labelled ``datasets.Dataset``): rank the matrix's models (robust prior, or the
+        paper's Eq. 2-4), proxy-score up to ``cold_budget`` cold models, the most downloaded first, and rank them with
+        the rest; recall the top ``k``. A model that cannot be loaded or scored is skipped with its reason."""
+        k = self.default_k() if k is None else k
         self.check_k(k)
         detect_columns(dataset, **columns)  # a dataset without labels fails here, before any download
         start = time.perf_counter()
         proxy = _ProxyScores(scorer or self._scorer(), dataset, columns, self.config.proxy)
+        cold_scored = [m for m in self.cold[:max(0, self.config.cold_budget)] if proxy.score(m)]
+        if self.config.recall.variant == "paper":
+            ranking, prior, note = self._recall_paper(proxy, k, cold_scored)
+        else:
+            ranking, prior, note = self._recall_robust(proxy, k, cold_scored)
+        if not ranking:
+            raise SelectionError("no candidate could be scored: " + "; ".join(f"{m}: {r}"
+                                                                               for m, r in proxy.skipped.items()))
+        order = sorted(ranking, key=lambda m: -ranking[m])  # stable: ties keep the recall's own order
+        return RecallOutcome(recalled=order[:k], scores={m: ranking[m] for m in order}, scored=proxy.scored,
+                             cold_scored=cold_scored, skipped=proxy.skipped, note=note.lstrip("; "),
+                             seconds=time.perf_counter() - start, prior=prior)
+
+    def _recall_robust(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
+        """Robust prior over the warm models; the shortlist is proxy-scored when the weight asks for it, or when cold
+        models need warm scores to be read against. A shortlisted model that cannot be scored keeps its prior."""
+        from hf_twophase.method.phase1 import Phase1
+        from hf_twophase.method.recall import robust_recall
+
+        cold = {m: proxy.scored[m].score for m in cold_scored}
+        if not self.warm:
+            result = robust_recall([], [], {}, max(1, len(cold)), self.config.recall, cold_proxy=cold)
+            return result.scores, {}, f"no model of the matrix listed; {len(cold)} cold model(s) ranked by proxy"
+        phase1 = Phase1.from_matrix(self.matrix, candidates=self.warm, config=self.config.clustering,
+                                    recall=self.config.recall)
+        needed = phase1.to_score(min(k, len(self.warm)), calibrate=bool(cold))
+        warm_scores = {m: proxy.scored[m].score for m in needed if proxy.score(m)}
+        result = phase1.recall(warm_scores, k=min(k, len(phase1.clustering.models)), cold_proxy=cold)
+        return result.scores, result.prior, result.note
+
+    def _recall_paper(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
+        """Eq. 2-4 over the warm models; cold models are ranked with the median warm model's mean score as prior."""
         normaliser = normaliser_for(self.config.normaliser, self.config.proxy)
         warm, ranking, note = self._recall_warm(proxy, k, normaliser)
-        cold_scored = []
-        for model in self.cold:
-            if len(cold_scored) >= self.config.cold_budget:
-                break
-            if proxy.score(model):
-                cold_scored.append(model)
         if cold_scored:
             representatives = [m for m in proxy.scored if m not in cold_scored]
             ranking.update(rank_cold(
@@ -302,13 +365,7 @@ class RepoSelector:
                 {m: proxy.scored[m].score for m in cold_scored}, normaliser))
             note += (f"; {len(cold_scored)} cold model(s) scored directly and ranked with the median warm model's "
                      "benchmark score as their prior")
-        if not ranking:
-            raise SelectionError("no candidate could be scored: " + "; ".join(f"{m}: {r}"
-                                                                               for m, r in proxy.skipped.items()))
-        order = sorted(ranking, key=lambda m: (-ranking[m], m))
-        return RecallOutcome(recalled=order[:k], scores={m: ranking[m] for m in order}, scored=proxy.scored,
-                             cold_scored=cold_scored, skipped=proxy.skipped, note=note.lstrip("; "),
-                             seconds=time.perf_counter() - start)
+        return ranking, {}, note
 
     def _recall_warm(self, proxy: _ProxyScores, k: int, normaliser) -> tuple[list[str], dict[str, float], str]:
         """Cluster the warm models and score the representatives; a representative that cannot be scored leaves
@@ -317,7 +374,8 @@ class RepoSelector:
 
         warm = list(self.warm)
         while warm:
-            phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering)
+            phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering,
+                                        recall=self.config.recall)
             failed = [m for m in phase1.to_score(min(k, len(warm))) if not proxy.score(m)]
             if failed:
                 warm = [m for m in warm if m not in failed]
@@ -332,7 +390,7 @@ class RepoSelector:
                recall: RecallOutcome | None = None, resume: bool = False, **coordinator_kwargs: Any):
         """Recall on ``train_dataset`` (unless ``recall`` is given), then fine-select among the recalled models with
         real Trainers; returns the coordinator's ``SelectionResult`` (trained winner, report, files)."""
-        from hf_twophase.method.live_policy import live_policy
+        from hf_twophase.method.live_policy import NO_CURVES, has_benchmark_curves, live_policy
         from hf_twophase.trainer.coordinator import SelectionCoordinator, budget_of
         from hf_twophase.trainer.report import CandidateReport
 
@@ -342,6 +400,9 @@ class RepoSelector:
         if recall is None:
             recall = self.recall(train_dataset, k, **columns)
         stage = self.config.stage_steps or default_stage(budget)
+        if self.config.policy == "fine-selection" and not has_benchmark_curves(self.matrix, recall.recalled):
+            logger.warning("%s: the matrix (%s) holds no learning curve of the recalled models, so fine selection "
+                           "runs as successive halving", NO_CURVES, self.matrix.source)
         policy = lambda: live_policy(  # noqa: E731 - a fresh policy per run, as the coordinator expects
             self.config.policy, budget=budget, stage_steps=stage, growth=self.config.growth, matrix=self.matrix,
             candidates=recall.recalled, variant=self.config.variant, threshold=self.config.threshold)
@@ -357,7 +418,9 @@ class RepoSelector:
             for model, reason in {**self.skipped, **recall.skipped}.items():
                 report.candidates.append(CandidateReport(name=model, status="skipped", reason=reason))
             report.extra["phase1"] = {"task": self.task, "considered": len(self.entries), "in_matrix": len(self.warm),
-                                      "cold": len(self.cold), **recall.to_dict()}
+                                      "cold": len(self.cold), "recall": dataclasses.asdict(self.config.recall),
+                                      **recall.to_dict()}
+            report.extra["matrix"] = {"source": self.matrix.source, "provenance": self.matrix.provenance}
 
         coordinator = SelectionCoordinator(
             recall.recalled, train_dataset, eval_dataset, training_args, policy=policy,

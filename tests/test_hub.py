@@ -119,6 +119,17 @@ def test_matrix_card_renders_real_values(local_hub):
     assert "{{" not in text
 
 
+def test_the_packaged_matrix_publishes_with_its_provenance(local_hub):
+    from huggingface_hub import DatasetCard
+
+    repo = unique("packaged")
+    push_matrix(PerformanceMatrix.default("image-classification"), repo, task="image-classification")
+    card = DatasetCard.load(repo, repo_type="dataset")
+    assert card.data.license == "mit"
+    assert "plasware/two-phase-selection" in card.text and "4ce7cde96110" in card.text and "Cui" in card.text
+    assert len(load_matrix(repo).models) == 30
+
+
 def test_schema_mismatch_names_missing_columns(local_hub):
     repo = unique("bad-schema")
     api = HfApi()

@@ -13,6 +13,7 @@ from hf_twophase import (
     SuccessiveHalving,
     TwoPhase,
 )
+from hf_twophase.method.policies import CalibratedHalving, StageSchedule
 from hf_twophase.method.trends import BenchmarkCurves, Prediction
 
 
@@ -176,3 +177,28 @@ def test_two_phase_records_who_was_not_recalled_and_charges_the_proxy():
     assert len(calls) == 1 and resumed.alive == ["a", "c"] and resumed.shortlist_cost == 2.5  # no second recall
     run.observe({"a": 0.2, "c": 0.4})
     assert run.winner == "c"
+
+
+def _agreeing_curves(n_models: int, agree: bool, steps: int = 20):
+    """Benchmark curves of n models on 3 benchmarks: model 0 ends best everywhere; with ``agree`` it also leads from
+    the first step, otherwise it starts last."""
+    curves = {}
+    for i in range(n_models):
+        final = 0.9 - 0.05 * i
+        start = (0.5 - 0.02 * i) if agree or i else 0.1
+        val = np.array([[start + (final - start) * t / steps for t in range(1, steps + 1)]] * 3)
+        curves[f"m{i}"] = BenchmarkCurves(benchmarks=("b1", "b2", "b3"), val=val, final=np.full(3, final))
+    return curves
+
+
+def test_calibrated_halving_cuts_deeper_only_when_every_benchmark_agrees_and_never_early():
+    alive = [f"m{i}" for i in range(8)]
+    vals = {c: 0.5 - 0.01 * i for i, c in enumerate(alive)}
+    agreeing = CalibratedHalving(_agreeing_curves(8, agree=True), schedule=StageSchedule(2), min_fraction=0.1)
+    assert len(agreeing.prune(1, alive, vals)) == 4  # 5% of training: plain halving, however sure the benchmarks
+    deep = agreeing.prune(4, alive, vals)
+    assert len(deep) == 7 and "every benchmark" in deep[0].note  # the eventual best led on every benchmark
+    late_winner = CalibratedHalving(_agreeing_curves(8, agree=False), schedule=StageSchedule(2), min_fraction=0.1)
+    assert len(late_winner.prune(4, alive, vals)) == 4  # never keeps more than halving would
+    assert CalibratedHalving({}, schedule=StageSchedule(2)).prune(4, alive, vals)[0].reason == "halved"
+    assert agreeing.prune(20, alive, vals, final=True) == []

@@ -93,11 +93,14 @@ def _run_json(capsys, argv):
 
 def test_recall_cli_leave_one_out(tmp_path, capsys):
     records, proxy = _write_case(tmp_path, {"a1": 0.1, "b1": 0.99})
-    argv = ["recall", "--records", str(records), "--proxy", str(proxy), "--target", "target", "--k", "3", "--json"]
+    argv = ["recall", "--records", str(records), "--proxy", str(proxy), "--target", "target", "--k", "3", "--json",
+            "--variant", "paper"]
     first = _run_json(capsys, argv)
     assert first["target"] == "target" and first["scored"] == ["a2", "b2"] and len(first["recalled"]) == 3
     _write_case(tmp_path, {"a1": 0.9, "b1": 0.01, "c": 0.5})  # the target's own rows change...
     assert _run_json(capsys, argv) == first  # ...and nothing about the recall does
+    robust = _run_json(capsys, argv[:-2])
+    assert robust["scored"] == [] and len(robust["recalled"]) == 3  # the default: the robust prior alone
 
 
 def test_cluster_cli(tmp_path, capsys):

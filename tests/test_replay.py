@@ -6,6 +6,7 @@ import pytest
 
 from hf_twophase import PerformanceMatrix, Phase1
 from hf_twophase.cli.main import main
+from hf_twophase.method.recall import RecallConfig
 from hf_twophase.method.replay import policy_factory, replay, replay_target
 from hf_twophase.method.trends import benchmark_curves
 from hf_twophase.records.curves import CurveCube
@@ -60,14 +61,18 @@ def test_replay_accounting(records):
 def test_two_phase_charges_proxy_cost(records):
     matrix = PerformanceMatrix(records)
     proxy = synthetic_proxy(records)
-    runs = replay(matrix, "two-phase", targets=["bench-02"], proxy_table=proxy, k=6)
+    robust = replay(matrix, "two-phase", targets=["bench-02"], proxy_table=proxy, k=6)[0]
+    assert len(robust.recalled) == 6 and robust.proxy_cost == 0  # the default recall is the prior alone
+    paper = RecallConfig(variant="paper")
+    runs = replay(matrix, "two-phase", targets=["bench-02"], proxy_table=proxy, k=6, recall_config=paper)
     run = runs[0]
     cube = CurveCube(matrix)
-    scored = Phase1.from_matrix(matrix, target="bench-02", candidates=cube.models_on("bench-02")).to_score(6)
+    scored = Phase1.from_matrix(matrix, target="bench-02", candidates=cube.models_on("bench-02"),
+                                recall=paper).to_score(6)
     assert len(run.recalled) == 6 and 0 < len(scored) < len(cube.models_on("bench-02"))
     assert run.proxy_cost == pytest.approx(1.0 * len(scored))  # the file's cost: 1.0 per scored model
     no_cost = proxy.assign(cost=np.nan)
-    half = replay(matrix, "two-phase", targets=["bench-02"], proxy_table=no_cost, k=6)[0]
+    half = replay(matrix, "two-phase", targets=["bench-02"], proxy_table=no_cost, k=6, recall_config=paper)[0]
     expected = sum(0.5 * matrix.pair_cost(m, "bench-02") / 6 for m in scored)  # half of one of 6 steps each
     assert half.proxy_cost == pytest.approx(expected)
     assert half.cost - half.proxy_cost == pytest.approx(run.cost - run.proxy_cost)

@@ -44,7 +44,7 @@ def test_bad_arguments_end_early_with_one_message(setup, capsys, tmp_path):
                      "--matrix", root / "records.csv")
     assert code == 2 and "label" in err
     code, err = _run(capsys, *common, "--dataset", root / "data.csv", "--models", "someone/else", "other/model",
-                     "--matrix", root / "records.csv")
+                     "--matrix", root / "records.csv", "--cold-budget", 0)
     assert code == 2 and "covers none" in err
     code, err = _run(capsys, *common, "--dataset", root / "data.csv", "--models", *models,
                      "--matrix", root / "records.csv", "--k", 7)
@@ -198,3 +198,56 @@ def test_ctrl_c_ends_with_one_line_and_the_resume_command(setup, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted; the stages finished so far are kept" in err
     assert err.rstrip().endswith("--resume") and str(out) in err
+
+
+def test_an_unreachable_hub_ends_at_once_with_the_offline_command(setup, capsys, tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    root, _ = setup
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.perf_counter()
+    code, err = _run(capsys, "--task", "text-classification", "--dataset", root / "data.csv", "--output-dir",
+                     tmp_path / "out", "--cpu")
+    assert code == 2 and time.perf_counter() - started < 30  # no half-minute of retries
+    assert "HF_ENDPOINT=http://127.0.0.1:9" in err and "could not be reached" in err
+    assert "HF_HUB_OFFLINE=1 " in err and f"--dataset {root / 'data.csv'}" in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
+    assert not (tmp_path / "out" / "selection_state").exists()
+
+
+def test_offline_without_models_or_matrix_means_the_embedded_repository(setup, monkeypatch):
+    from hf_twophase.cli.select import build_parser, resolve_plan
+
+    root, _ = setup
+    args = build_parser().parse_args(["--task", "text-classification", "--dataset", str(root / "data.csv")])
+    assert not resolve_plan(args).embedded  # online: the Hub's models and the packaged matrix
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_plan(args).embedded
+
+
+def test_a_dataset_alone_selects_among_the_hubs_models(setup, capsys, tmp_path, local_hub):
+    import uuid
+
+    from huggingface_hub import HfApi
+
+    root, models = setup
+    api, ns = HfApi(), f"top{uuid.uuid4().hex[:6]}"
+    for i, folder in enumerate(models[:2]):
+        (tmp_path / f"card{i}").mkdir()
+        api.create_repo(f"{ns}/m{i}")
+        api.upload_folder(repo_id=f"{ns}/m{i}", folder_path=folder)
+        api.upload_file(path_or_fileobj=b"---\npipeline_tag: text-classification\n---\n", path_in_repo="README.md",
+                        repo_id=f"{ns}/m{i}")
+        local_hub.storage.update_settings("models", f"{ns}/m{i}", downloads=10**9 - i)  # the most downloaded
+    out = tmp_path / "out"
+    code = main(["--task", "text-classification", "--dataset", str(root / "data.csv"), "--limit", "2", "--budget",
+                 "4", "--output-dir", str(out), "--cpu", "--json"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["recalled"]) == {f"{ns}/m0", f"{ns}/m1"}  # both cold, both proxy-scored and recalled
+    report = json.loads((out / "report.json").read_text())
+    assert report["policy"]["note"].startswith("no benchmark curves")  # the packaged matrix has final scores only
+    assert report["extra"]["matrix"]["source"] == "packaged:text-classification"
+    assert {r["origin"] for r in report["extra"]["phase1"]["candidates"]} == {"cold"}

@@ -93,10 +93,22 @@ def test_from_hub_lists_joins_and_skips(repo):
     assert [e.model for e in limited.entries] == [f"{repo}/w0", f"{repo}/w1"]
 
 
-def test_recall_scores_representatives_only(repo):
+def test_default_recall_ranks_the_matrix_by_prior_and_downloads_nothing(repo):
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
+                                     cold_budget=0, proxy_config=_fast_proxy())
+    outcome = selector.recall(make_data(96, 0), k=2)
+    assert outcome.recalled == [f"{repo}/w0", f"{repo}/w1"]  # the best benchmark scores (0.90, 0.89)
+    assert outcome.scored == {} and _cached_models(repo) == set()  # prior-only: no proxy pass, no download
+    rows = {r["model"]: r for r in outcome.candidates()}
+    assert rows[f"{repo}/w0"]["origin"] == "matrix" and rows[f"{repo}/w0"]["prior"] > rows[f"{repo}/w4"]["prior"]
+
+
+def test_paper_recall_scores_representatives_only(repo):
+    from hf_twophase.method.recall import RecallConfig
+
     data = make_data(96, 0)
     selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
-                                     proxy_config=_fast_proxy())
+                                     cold_budget=0, recall=RecallConfig(variant="paper"), proxy_config=_fast_proxy())
     outcome = selector.recall(data, k=2)
     assert len(outcome.recalled) == 2
     assert 0 < len(outcome.scored) < len(selector.warm)  # one representative per cluster, not every model
@@ -104,13 +116,20 @@ def test_recall_scores_representatives_only(repo):
     assert set(outcome.recalled) <= set(selector.warm)
 
 
-def test_cold_models_are_scored_within_budget(repo):
-    data = make_data(96, 0)
+def test_cold_models_compete_by_default(repo):
     selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
-                                     cold_budget=1, proxy_config=_fast_proxy())
-    outcome = selector.recall(data, k=3)
+                                     proxy_config=_fast_proxy())
+    outcome = selector.recall(make_data(96, 0), k=3)
     assert outcome.cold_scored == [f"{repo}/cold"]
     assert f"{repo}/cold" in outcome.scores and "cold" in outcome.note
+    warm_scored = [m for m in outcome.scored if m != f"{repo}/cold"]
+    assert 1 <= len(warm_scored) <= 1  # the shortlist the cold score is read against: 10% of 5 models, at least one
+    rows = {r["model"]: r for r in outcome.candidates()}
+    cold = rows[f"{repo}/cold"]
+    assert cold["origin"] == "cold" and cold["prior"] is None and cold["proxy"] is not None
+    assert cold["proxy_seconds"] >= 0 and cold["recall_score"] == outcome.scores[f"{repo}/cold"]
+    none = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo, cold_budget=0)
+    assert f"{repo}/cold" not in none.recall(make_data(96, 0), k=3).scores
 
 
 def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
@@ -125,11 +144,13 @@ def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
         api.upload_folder(repo_id=f"{ns}/{name}", folder_path=str(folder))
     renamed = matrix.records.copy()
     renamed["model"] = renamed["model"].str.replace(f"{repo}/", f"{ns}/", regex=False)
-    selector = RepoSelector.from_models([f"{ns}/w0", f"{ns}/w1", f"{ns}/w2"], PerformanceMatrix(renamed),
-                                        proxy_config=_fast_proxy())
     from hf_twophase.method.phase1 import Phase1
+    from hf_twophase.method.recall import RecallConfig
 
-    first = Phase1.from_matrix(selector.matrix, candidates=selector.warm).to_score(1)
+    paper = RecallConfig(variant="paper")
+    selector = RepoSelector.from_models([f"{ns}/w0", f"{ns}/w1", f"{ns}/w2"], PerformanceMatrix(renamed),
+                                        proxy_config=_fast_proxy(), recall=paper)
+    first = Phase1.from_matrix(selector.matrix, candidates=selector.warm, recall=paper).to_score(1)
     assert len(first) == 1
     api.delete_repo(first[0])
     outcome = selector.recall(make_data(64, 0), k=1)
@@ -141,7 +162,8 @@ def test_bad_input_fails_before_any_download(repo, tmp_path):
     with pytest.raises(SelectionError, match="unknown task"):
         RepoSelector.from_hub(task="token-classification", matrix=f"{repo}/matrix")
     with pytest.raises(SelectionError, match="covers none"):
-        RepoSelector.from_models(["someone/unknown-a", "someone/unknown-b"], matrix=f"{repo}/matrix")
+        RepoSelector.from_models(["someone/unknown-a", "someone/unknown-b"], matrix=f"{repo}/matrix", cold_budget=0)
+    assert RepoSelector.from_models(["someone/unknown-a"], matrix=f"{repo}/matrix").cold == ["someone/unknown-a"]
     selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo)
     before = _cached_models(repo)
     with pytest.raises(SelectionError, match="k=9"):
@@ -163,8 +185,10 @@ def test_select_trains_the_recalled_and_pushes_the_winner(repo, tmp_path):
     statuses = {c.name: c.status for c in report.candidates}
     recalled = report.extra["phase1"]["recalled"]
     assert len(recalled) == 3 and result.winner in recalled
-    assert sum(s == "not-recalled" for s in statuses.values()) == 2
+    assert sum(s == "not-recalled" for s in statuses.values()) == 3  # five in the matrix and one cold were ranked
     assert statuses[f"{repo}/gated"] == "skipped"
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert f"| {repo}/cold | cold |" in markdown and f"| {repo}/w0 | matrix |" in markdown
     assert report.brute_force_steps == 3 * 12  # only the recalled candidates count
     assert report.steps_spent < report.brute_force_steps
     saved = (tmp_path / "out" / "report.json").read_text()

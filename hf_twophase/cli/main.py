@@ -59,18 +59,24 @@ def _add_recall(sub) -> None:
     p.add_argument("--k", type=int, default=10, help="how many models to recall")
     p.add_argument("--proxy-method", default=None, help="which proxy method to read when the file has several")
     p.add_argument("--normaliser", default="auto", choices=["auto", "exp", "minmax", "rank"],
-                   help="auto: exp for LEEP, min-max otherwise")
+                   help="paper variant: auto is exp for LEEP, min-max otherwise")
+    p.add_argument("--variant", default="robust", choices=["robust", "paper"],
+                   help="robust prior (re-ranked by the proxy with --proxy-weight > 0), or the paper's Eq. 2-4")
+    p.add_argument("--proxy-weight", type=float, default=None,
+                   help="robust: weight of the standardised proxy (default: the library's, 0 = prior only)")
     _add_cluster_options(p)
     p.set_defaults(func=_cmd_recall)
 
 
 def _cmd_recall(args: argparse.Namespace) -> dict:
     from hf_twophase.method.phase1 import Phase1, proxy_lookup
-    from hf_twophase.method.recall import normaliser_for
+    from hf_twophase.method.recall import RecallConfig, normaliser_for
     from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores
 
     matrix = PerformanceMatrix.read(args.records)
-    phase1 = Phase1.from_matrix(matrix, target=args.target, config=_cluster_config(args))
+    weight = {} if args.proxy_weight is None else {"proxy_weight": args.proxy_weight}
+    phase1 = Phase1.from_matrix(matrix, target=args.target, config=_cluster_config(args),
+                                recall=RecallConfig(variant=args.variant, **weight))
     needed = phase1.to_score(args.k)
     proxy: dict[str, float] = {}
     method = args.proxy_method
@@ -243,6 +249,52 @@ def _cmd_import(args: argparse.Namespace) -> dict:
     return out
 
 
+def _add_matrix(sub) -> None:
+    p = sub.add_parser("matrix", help="inspect a performance matrix, or regenerate the packaged ones")
+    actions = p.add_subparsers(dest="action", required=True)
+    info = _subcommand(actions, "info", help="what a matrix holds and where it comes from")
+    info.add_argument("matrix", nargs="?", default=None,
+                      help="a records file or a Hub dataset id (default: the packaged matrix of --task)")
+    info.add_argument("--task", default="text-classification", help="whose packaged matrix to show")
+    info.set_defaults(func=_cmd_matrix_info)
+    regen = _subcommand(actions, "regenerate-published",
+                        help="convert the paper's published matrices into the packaged Parquet files")
+    regen.add_argument("checkout", help="a checkout of github.com/plasware/two-phase-selection at the pinned commit")
+    regen.add_argument("--out", default=None, help="folder to write to (default: the package's own matrices/)")
+    regen.set_defaults(func=_cmd_matrix_regenerate)
+
+
+def _cmd_matrix_info(args: argparse.Namespace) -> dict:
+    from hf_twophase.records.matrix import PerformanceMatrix
+    from hf_twophase.records.published import describe_provenance
+    from hf_twophase.selector import resolve_matrix
+    from hf_twophase.tasks import check_task
+
+    matrix = PerformanceMatrix.default(check_task(args.task)) if args.matrix is None else resolve_matrix(args.matrix)
+    final = matrix.final_scores()
+    steps = int(matrix.records.groupby(["model", "dataset"])["step"].nunique().max())
+    out = {"source": matrix.source, "models": len(matrix.models), "datasets": matrix.datasets,
+           "filled_cells": int(final.notna().to_numpy().sum()), "cells": int(final.size),
+           "learning_curves": steps > 1, "provenance": matrix.provenance}
+    if not args.json:
+        print(f"{matrix.source}: {out['models']} models x {len(out['datasets'])} datasets, {out['filled_cells']} of "
+              f"{out['cells']} cells filled, {'learning curves' if steps > 1 else 'final scores only (no curves)'}")
+        print(f"  datasets: {', '.join(out['datasets'])}")
+        if matrix.provenance:
+            print(f"  provenance: {describe_provenance(matrix.provenance)}")
+    return out
+
+
+def _cmd_matrix_regenerate(args: argparse.Namespace) -> dict:
+    from hf_twophase.records.published import regenerate
+
+    written = {name: str(path) for name, path in regenerate(args.checkout, args.out).items()}
+    if not args.json:
+        for path in written.values():
+            print(f"wrote {path}")
+    return written
+
+
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """The build-matrix arguments a worker needs: everything but --workers, --push and --json."""
     argv = ["--models", *args.models, "--benchmarks", *args.benchmarks, "--out", args.out,
@@ -314,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_cluster, _add_recall, _add_synth,
-                _add_build_matrix, _add_import, _add_hub_server, _add_replay):
+                _add_build_matrix, _add_import, _add_matrix, _add_hub_server, _add_replay):
         add(sub)
     sub.add_parser("select", help="the main job: choose and fine-tune the best model for a dataset "
                                   "(hf-twophase select --help)", add_help=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hf_twophase.method.registry import REPLAY_POLICY_NAMES, VARIANTS
+from hf_twophase.method.registry import DEFAULT_VARIANT, REPLAY_POLICY_NAMES, VARIANTS
 from hf_twophase.method.replay import replay, summarise
 from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores
 
@@ -20,7 +20,7 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
                    help="each stage this many times longer than the one before (default 1: fixed stages)")
     p.add_argument("--budget", type=int, default=None, help="full training budget in steps (default: longest curve)")
     p.add_argument("--threshold", type=float, default=None, help="fine selection: trend-prune threshold (default 0)")
-    p.add_argument("--variant", choices=VARIANTS, default="improved",
+    p.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT,
                    help="fine selection: the paper's Algorithm 1, or our improved predictor and schedule")
     p.add_argument("--k", type=int, default=10, help="two-phase: models recalled in phase 1")
     p.add_argument("--proxy-method", default=None, help="two-phase: proxy method to read")

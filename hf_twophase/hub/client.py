@@ -34,6 +34,28 @@ def endpoint() -> str:
     return constants.ENDPOINT
 
 
+class HubUnreachable(HubError):  # noqa: N818 - named for what the user sees, like the Hub client's own errors
+    """The Hub cannot be reached at all (no network, wrong HF_ENDPOINT, HF_HUB_OFFLINE set)."""
+
+
+def check_reachable(what: str, *, timeout: float = 10.0) -> None:
+    """One request, no retries, before a step that needs the Hub: an unreachable Hub is said at once, where the
+    client would retry for half a minute first."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubUnreachable(f"cannot fetch {what}: HF_HUB_OFFLINE is set, and this needs the Hub itself (unset "
+                             "HF_HUB_OFFLINE, or point HF_ENDPOINT at a reachable Hub)")
+    try:
+        get_session().get(f"{endpoint()}/api/models", params={"limit": 1}, timeout=timeout)
+    except (*_transport_errors(), ConnectionError, TimeoutError, OSError) as err:
+        raise HubUnreachable(f"cannot fetch {what}: the Hub at HF_ENDPOINT={endpoint()} could not be reached "
+                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__}). Check the network or "
+                             "point HF_ENDPOINT at a reachable Hub (an air-gapped team can run `hf-twophase "
+                             "hub-server`)") from err
+
+
 @contextlib.contextmanager
 def hub_errors(what: str) -> Iterator[None]:
     """Turn the client's exceptions into one ``HubError`` naming ``what`` and the setting to check."""
@@ -138,6 +160,11 @@ def push_matrix(matrix: PerformanceMatrix, repo_id: str, *, proxy: pd.DataFrame 
 
     from hf_twophase.hub.cards import matrix_card
 
+    if matrix.provenance and provenance is None:  # a published matrix carries its source, license and citation
+        from hf_twophase.records.published import describe_provenance
+
+        provenance = describe_provenance(matrix.provenance)
+        license = str(matrix.provenance["source"].get("license", license)).lower()  # noqa: A001 - the card's field
     api = HfApi(token=token)
     with hub_errors(f"the dataset repo {repo_id} (create)"):
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)

@@ -29,6 +29,18 @@ def fraction_curve_step(budget: int, curve_length: int):
     return curve_step
 
 
+NO_CURVES = "no benchmark curves: pruning by validation score"
+
+
+def has_benchmark_curves(matrix: PerformanceMatrix | None, candidates: Iterable[str]) -> bool:
+    """Whether some candidate has a learning curve (more than one point) on some benchmark: a matrix of final scores
+    only (the published ones) gives fine selection no trend to extrapolate."""
+    if matrix is None:
+        return False
+    records = matrix.records[matrix.records["model"].isin(set(candidates))]
+    return bool(len(records)) and int(records.groupby(["model", "dataset"])["step"].nunique().max()) > 1
+
+
 def live_policy(
     name: str,
     *,
@@ -37,17 +49,22 @@ def live_policy(
     growth: float = 1.0,
     matrix: PerformanceMatrix | None = None,
     candidates: Iterable[str] = (),
-    variant: str = "improved",
+    variant: str = "calibrated",
     threshold: float | None = None,
     exclude: str | None = None,
 ) -> SelectionPolicy:
     """The policy a live selection runs, from the shared factory. Fine selection reads each candidate's curves from
     ``matrix`` (all benchmarks but ``exclude``); a candidate the matrix does not know is judged by its validation
-    score alone."""
+    score alone. When no candidate has a curve, fine selection falls back to successive halving, and the policy's
+    ``note`` says so."""
     if name == "fine-selection" and matrix is None:
         raise SelectionError("fine selection needs a performance matrix for its convergence trends")
     if name != "fine-selection":
         return make_policy(name, stage=stage_steps, growth=growth, variant=variant, threshold=threshold)
+    if not has_benchmark_curves(matrix, candidates):  # trends from one point would be noise: halve by val instead
+        policy = make_policy("successive-halving", stage=stage_steps, growth=growth)
+        policy.note = NO_CURVES
+        return policy
     known = set(matrix.models)
     wanted = [c for c in candidates if c in known]
     cube = CurveCube(matrix.subset(models=wanted)) if wanted else None

@@ -7,14 +7,25 @@ replay simulator and the Hub selector so that all three recall exactly the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.clustering import Clustering, ClusteringConfig, cluster_models
-from hf_twophase.method.recall import Normaliser, RecallResult, coarse_recall, minmax_normaliser, models_to_score
+from hf_twophase.method.prior import robust_prior
+from hf_twophase.method.recall import (
+    Normaliser,
+    RecallConfig,
+    RecallResult,
+    coarse_recall,
+    minmax_normaliser,
+    models_to_score,
+    robust_recall,
+    robust_shortlist,
+)
 from hf_twophase.records.matrix import PerformanceMatrix
 
 
@@ -25,6 +36,12 @@ class Phase1:
     clustering: Clustering
     scores: np.ndarray
     benchmarks: list[str]
+    recall_config: RecallConfig = field(default_factory=RecallConfig)
+
+    @cached_property
+    def prior(self) -> np.ndarray:
+        """The robust prior of every model, in ``clustering.models`` order."""
+        return robust_prior(self.scores)
 
     @classmethod
     def from_matrix(
@@ -34,6 +51,7 @@ class Phase1:
         target: str | None = None,
         candidates: Iterable[str] | None = None,
         config: ClusteringConfig | None = None,
+        recall: RecallConfig | None = None,
     ) -> Phase1:
         """Cluster the candidates on every benchmark except `target` (strict leave-one-out)."""
         table: pd.DataFrame = matrix.final_scores()
@@ -50,20 +68,30 @@ class Phase1:
             )
         models = table.index.tolist()
         scores = table.to_numpy(dtype=float)
-        return cls(clustering=cluster_models(models, scores, config), scores=scores, benchmarks=table.columns.tolist())
+        return cls(clustering=cluster_models(models, scores, config), scores=scores, benchmarks=table.columns.tolist(),
+                   recall_config=recall or RecallConfig())
 
-    def to_score(self, k: int) -> list[str]:
-        return models_to_score(self.clustering, k)
+    def to_score(self, k: int, *, calibrate: bool = False) -> list[str]:
+        """The models whose proxy score the recall needs, in the order they should be scored; ``calibrate``: cold
+        models will be ranked too, and the robust variant needs a shortlist to read their scores against."""
+        if self.recall_config.variant == "paper":
+            return models_to_score(self.clustering, k)
+        return robust_shortlist(self.clustering, self.prior, k, self.recall_config, calibrate=calibrate)
 
     def recall(
-        self, proxy: Mapping[str, float] | Callable[[str], float], k: int = 10, normaliser: Normaliser | None = None
+        self, proxy: Mapping[str, float] | Callable[[str], float], k: int = 10, normaliser: Normaliser | None = None,
+        cold_proxy: Mapping[str, float] | None = None,
     ) -> RecallResult:
         """Recall the top-k. `proxy` is a mapping of raw proxy scores, or a function that scores one model
-        (called only for the models that need a score)."""
-        needed = self.to_score(k)
+        (called only for the models that need a score). ``cold_proxy`` (robust variant) are proxy scores of models
+        outside the matrix, ranked with the rest."""
+        needed = self.to_score(k, calibrate=bool(cold_proxy))
         if callable(proxy):
             proxy = {m: float(proxy(m)) for m in needed}
-        return coarse_recall(self.clustering, self.scores, proxy, k=k, normaliser=normaliser or minmax_normaliser)
+        if self.recall_config.variant == "paper":
+            return coarse_recall(self.clustering, self.scores, proxy, k=k, normaliser=normaliser or minmax_normaliser)
+        return robust_recall(self.clustering.models, self.prior, {m: proxy[m] for m in needed if m in proxy}, k,
+                             self.recall_config, cold_proxy=cold_proxy)
 
 
 def proxy_lookup(table: pd.DataFrame, target: str, method: str | None = None) -> tuple[dict[str, float], str]:

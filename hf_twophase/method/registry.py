@@ -20,7 +20,8 @@ from hf_twophase.method.trends import BenchmarkCurves
 
 POLICY_NAMES = ("fine-selection", "successive-halving", "brute-force")  # the policies a live selection runs
 REPLAY_POLICY_NAMES = (*POLICY_NAMES, "two-phase")  # replay also simulates phase 1 before fine selection
-VARIANTS = ("improved", "paper")
+VARIANTS = ("calibrated", "improved", "paper")  # the first is the default (chosen by cross-validation)
+DEFAULT_VARIANT = VARIANTS[0]
 STAGES_PER_BUDGET = 4  # a budget is cut into four stages unless told otherwise (the main job's schedule)
 
 
@@ -37,7 +38,7 @@ def make_policy(
     stage: int,
     growth: float | None = None,
     curves: Mapping[str, BenchmarkCurves] | Callable[[str], BenchmarkCurves | None] | None = None,
-    variant: str = "improved",
+    variant: str = DEFAULT_VARIANT,
     threshold: float | None = None,
     recall: Callable[[list[str]], tuple[list[str], float]] | None = None,
 ) -> SelectionPolicy:

@@ -16,6 +16,7 @@ import numpy as np
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.engine import SelectionRun
 from hf_twophase.method.policies import Decision, SelectionPolicy, TwoPhase
+from hf_twophase.method.recall import RecallConfig
 from hf_twophase.method.registry import make_policy
 from hf_twophase.method.trends import benchmark_curves
 from hf_twophase.records.curves import CurveCube
@@ -94,7 +95,7 @@ def replay_target(
 
 def policy_factory(
     policy: str, *, stage: int = 1, growth: float | None = None, threshold: float | None = None,
-    variant: str = "improved",
+    variant: str = "calibrated",
     recall: Callable[[CurveCube, str], Callable[[list[str]], tuple[list[str], float]]] | None = None,
 ) -> PolicyFactory:
     """Build the policy for one target with the shared factory: fine selection gets the candidates'
@@ -114,7 +115,7 @@ def policy_factory(
 
 def recall_phase(
     matrix: PerformanceMatrix, cube: CurveCube, target: str, proxy_table, *, k: int, proxy_method: str | None = None,
-    normaliser: str = "auto",
+    normaliser: str = "auto", recall_config: RecallConfig | None = None,
 ) -> Callable[[list[str]], tuple[list[str], float]]:
     """Phase 1 for the two-phase policy, charged the proxy cost of the models it scores.
 
@@ -125,7 +126,7 @@ def recall_phase(
     from hf_twophase.method.recall import normaliser_for
 
     def shortlist(candidates: list[str]) -> tuple[list[str], float]:
-        phase1 = Phase1.from_matrix(matrix, target=target, candidates=candidates)
+        phase1 = Phase1.from_matrix(matrix, target=target, candidates=candidates, recall=recall_config)
         needed = phase1.to_score(k)
         scores, method = proxy_lookup(proxy_table, target, proxy_method)
         missing = [m for m in needed if m not in scores]
@@ -168,18 +169,21 @@ def replay(
     growth: float | None = None,
     budget: int | None = None,
     threshold: float | None = None,
-    variant: str = "improved",
+    variant: str = "calibrated",
     proxy_table=None,
     k: int = 10,
     proxy_method: str | None = None,
     cube: CurveCube | None = None,
+    recall_config: RecallConfig | None = None,
 ) -> list[ReplayRun]:
-    """Replay `policy` on every target (default: every dataset of the matrix, each in turn)."""
+    """Replay `policy` on every target (default: every dataset of the matrix, each in turn); the two-phase policy
+    recalls with ``recall_config`` (default: the robust prior)."""
     cube = cube or CurveCube(matrix)
     targets = list(targets) if targets else list(cube.datasets)
     recall = None
     if proxy_table is not None:
         def recall(cube: CurveCube, target: str) -> Callable[[list[str]], tuple[list[str], float]]:
-            return recall_phase(matrix, cube, target, proxy_table, k=k, proxy_method=proxy_method)
+            return recall_phase(matrix, cube, target, proxy_table, k=k, proxy_method=proxy_method,
+                                recall_config=recall_config)
     make = policy_factory(policy, stage=stage, growth=growth, threshold=threshold, variant=variant, recall=recall)
     return [replay_target(cube, target, make, budget=budget) for target in targets]

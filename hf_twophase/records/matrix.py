@@ -7,9 +7,11 @@ This module validates that table once, at the door, so the algorithms behind it 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pandas as pd
 
 from hf_twophase.atomic import atomic_path
 from hf_twophase.errors import RecordsError
+from hf_twophase.tasks import check_task
 
 REQUIRED_COLUMNS = ("model", "dataset", "step", "val")
 OPTIONAL_COLUMNS = ("test", "cost")
@@ -154,6 +157,16 @@ def validate_records(frame: pd.DataFrame, *, source: str = "<records>", offset: 
     return out[ordered]
 
 
+def packaged_matrices_dir() -> Path:
+    return Path(str(resources.files("hf_twophase").joinpath("matrices")))
+
+
+def packaged_matrix_files(task: str) -> tuple[Path, Path]:
+    """The packaged records file and provenance record of ``task``."""
+    check_task(task)
+    return packaged_matrices_dir() / f"{task}.parquet", packaged_matrices_dir() / f"{task}.json"
+
+
 @dataclass(frozen=True)
 class Curve:
     """One model's learning curve on one dataset."""
@@ -183,6 +196,7 @@ class PerformanceMatrix:
         self.source = source
         self.records: pd.DataFrame = validate_records(frame, source=source) if validate else frame
         self._final: pd.DataFrame | None = None
+        self.provenance: dict | None = None  # where a published matrix comes from (source, license, citation)
 
     # ---------------------------------------------------------------- I/O
     @classmethod
@@ -190,6 +204,19 @@ class PerformanceMatrix:
         """Read a CSV or Parquet records file (chosen by extension)."""
         frame, offset = read_table(path)
         return cls(validate_records(frame, source=str(path), offset=offset), source=str(path), validate=False)
+
+    @classmethod
+    def default(cls, task: str) -> PerformanceMatrix:
+        """The matrix that ships with the package for ``task`` (the paper authors' published matrix, converted by
+        ``records/published.py``), with its provenance record in ``.provenance``."""
+        records, provenance = packaged_matrix_files(task)
+        if not records.is_file() or not provenance.is_file():
+            raise RecordsError(f"the packaged {task} matrix is missing from this installation (expected {records}); "
+                               "reinstall hf-twophase", source=str(records))
+        matrix = cls.read(records)
+        matrix.source = f"packaged:{task}"
+        matrix.provenance = json.loads(provenance.read_text())
+        return matrix
 
     @classmethod
     def from_dataset(cls, dataset: Any, *, source: str = "<dataset>") -> PerformanceMatrix:
@@ -277,6 +304,7 @@ class PerformanceMatrix:
             raise RecordsError("no records left after filtering", source=self.source)
         view = PerformanceMatrix.__new__(PerformanceMatrix)
         view.source = self.source
+        view.provenance = self.provenance
         view.records = frame.reset_index(drop=True)
         view._final = None
         return view

@@ -89,7 +89,34 @@ class SelectionReport:
             lines.append(f"| {c.name} | {c.status} | {c.stopped_at if c.stopped_at is not None else '-'} | "
                          f"{(c.reason + (' - ' + c.note if c.note else '')).replace('|', '/')} | {c.steps_trained} | "
                          f"{curve} |")
+        if self.policy.get("note"):
+            lines += ["", f"Policy note: {self.policy['note']} ({self.policy.get('policy')} ran)."]
+        lines += self._phase1_markdown()
         return "\n".join(lines) + "\n"
+
+    def _phase1_markdown(self) -> list[str]:
+        """Phase 1's ranking: where each candidate came from, its prior, its proxy score and what that cost."""
+        rows = self.extra.get("phase1", {}).get("candidates", [])
+        lines = []
+        if rows:
+            lines += ["", "Phase 1 (coarse recall): " + self.extra["phase1"].get("note", ""), "",
+                      "| model | from | prior (z) | proxy | proxy cost (s) | recall score | recalled |",
+                      "|---|---|---|---|---|---|---|"]
+
+            def num(value, digits=3):
+                return "-" if value is None else f"{value:.{digits}f}"
+
+            for r in rows:
+                status = "yes" if r["recalled"] else (f"skipped: {r['skipped']}" if r.get("skipped") else "no")
+                lines.append(f"| {r['model']} | {r['origin']} | {num(r['prior'])} | {num(r['proxy'], 4)} | "
+                             f"{num(r['proxy_seconds'], 1)} | {num(r['recall_score'])} | "
+                             f"{status.replace('|', '/')} |")
+        provenance = (self.extra.get("matrix") or {}).get("provenance")
+        if provenance:
+            from hf_twophase.records.published import describe_provenance
+
+            lines += ["", f"Performance matrix: {describe_provenance(provenance)}"]
+        return lines
 
     def plot(self, path: str | Path) -> Path:
         """Validation curves with the prune points marked.

@@ -1,0 +1,37 @@
+"""The k-fold protocol: fixed folds, choices made on the training folds only."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_twophase.errors import SelectionError
+from hf_twophase.method.crossval import cross_validate, dataset_folds
+
+
+def test_folds_partition_the_datasets_and_depend_only_on_the_seed():
+    names = [f"d{i}" for i in range(10)]
+    folds = dataset_folds(names, 3, seed=4)
+    assert sorted(d for f in folds for d in f) == sorted(names) and sorted(map(len, folds)) == [3, 3, 4]
+    assert dataset_folds(list(reversed(names)), 3, seed=4) == folds
+    assert dataset_folds(names, 3, seed=5) != folds
+    with pytest.raises(SelectionError, match="2 <= k"):
+        dataset_folds(names[:2], 3)
+
+
+def test_a_setting_is_never_chosen_on_the_data_it_is_reported_on():
+    folds = [["a", "b"], ["c", "d"]]
+    # setting "x" is perfect on fold 1 and useless on fold 2; "y" the opposite
+    table = {("x", "a"): 1, ("x", "b"): 1, ("x", "c"): 0, ("x", "d"): 0,
+             ("y", "a"): 0, ("y", "b"): 0, ("y", "c"): 1, ("y", "d"): 1}
+    calls = []
+
+    def evaluate(setting, dataset):
+        calls.append((setting, dataset))
+        return {"good": table[(setting, dataset)]}
+
+    results = cross_validate(folds, ["x", "y"], evaluate, lambda outs: (sum(o["good"] for o in outs),))
+    assert [r.chosen for r in results] == ["y", "x"]  # chosen on the other fold ...
+    assert all(o["good"] == 0 for r in results for o in r.outcomes.values())  # ... so the held-out figure is honest
+    assert len(calls) == len(set(calls)) == 8  # each pair evaluated once
+    with pytest.raises(SelectionError):
+        cross_validate(folds, [], evaluate, lambda outs: (0,))
