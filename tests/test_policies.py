@@ -13,7 +13,7 @@ from hf_twophase import (
     SuccessiveHalving,
     TwoPhase,
 )
-from hf_twophase.method.policies import CalibratedHalving, StageSchedule
+from hf_twophase.method.policies import CalibratedHalving
 from hf_twophase.method.trends import BenchmarkCurves, Prediction
 
 
