@@ -61,3 +61,26 @@ def test_select_example_runs_on_a_reduced_setting(tmp_path):
                        "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["winner"] in models
+
+
+def test_image_default_runs_quietly_from_a_fresh_cache(tmp_path):
+    """The no-argument job's own code path (shipped matrix, derive only what is recalled, phase 2), on a few steps:
+    the console shows phase lines and the summary, never a Trainer log or a warning; the log file keeps them."""
+    env_cache = {"HF_TWOPHASE_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent), **env_cache}
+    done = subprocess.run([sys.executable, "select.py", "--k", "2", "--budget", "4", "--max-train", "64",
+                           "--max-eval", "32", "--output-dir", str(out), "--cpu"], cwd=EXAMPLES, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("winner/config.json", "report.md", "report.json", "curves.png", "summary.txt", "select.log"):
+        assert (out / name).is_file(), name
+    screen = done.stdout + done.stderr
+    assert "{'loss'" not in screen and "{'eval_" not in screen  # no Trainer log dictionary
+    assert "warn" not in screen.lower() and "MISSING" not in screen  # no warning the user cannot act on
+    assert "phase 1: recalled 2" in done.stdout and "winner: " in done.stdout
+    assert "embedded repository: shipped matrix" in done.stdout
+    log = (out / "select.log").read_text()
+    assert "'loss'" in log  # what the screen left out is kept
+    matrix_cells = tmp_path / "cache" / "default" / "image-classification" / "matrix"
+    assert not matrix_cells.exists()  # the matrix shipped: nothing was built but the recalled models

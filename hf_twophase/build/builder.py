@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.build.benchmarks import BenchmarkSpec, get_benchmark
 from hf_twophase.trainer.candidates import Candidate, accuracy, prepare, save_trained
+from hf_twophase.trainer.distributed import has_accelerator
 from hf_twophase.errors import SelectionError
 from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.inputs.columns import detect_columns
@@ -41,6 +42,9 @@ class BuildConfig:
     eval_subset: int | None = field(default=None, metadata={"help": "Override every benchmark's eval size."})
     seed: int = field(default=0, metadata={"help": "Seed of data order, head init and subsets."})
     use_cpu: bool = field(default=False, metadata={"help": "Train on the CPU even when an accelerator exists."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Input resolution of timm models (default: each model's own)."})
+    max_length: int = field(default=256, metadata={"help": "Longest tokenized text."})
 
 
 class CurveRecorder(TrainerCallback):
@@ -89,7 +93,8 @@ def cells_to_train(grid: Sequence[tuple], out: Path, config: BuildConfig, *, ove
             todo.append(cell)
             continue
         saved = read_json(path, what="matrix cell", hint="delete it to train that cell again").get("config") or {}
-        saved = {k: v for k, v in saved.items() if k != "use_cpu"}
+        # a setting added after the cell was trained held its default then
+        saved = {**recipe(BuildConfig()), **{k: v for k, v in saved.items() if k != "use_cpu"}}
         if saved != wanted:
             todo.append(cell)
             for key in sorted(set(saved) | set(wanted)):
@@ -119,7 +124,8 @@ def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig,
         test = test.select(range(min(config.eval_subset, len(test))))
     columns = detect_columns(train, label_column=spec.label, text_column=spec.text, text_pair_column=spec.text_pair,
                              image_column=spec.image)
-    prepared = prepare(candidate, train, validation, columns)
+    prepared = prepare(candidate, train, validation, columns, max_length=config.max_length,
+                       image_size=config.image_size)
     steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
     max_steps = max(1, round(config.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // max(1, config.evals_per_epoch))
@@ -128,6 +134,7 @@ def train_cell(model: str | Candidate, spec: BenchmarkSpec, config: BuildConfig,
         per_device_eval_batch_size=max(config.batch_size, 64), learning_rate=config.learning_rate,
         eval_strategy="steps", eval_steps=eval_every, save_strategy="no", logging_steps=eval_every,
         report_to=[], seed=config.seed, use_cpu=config.use_cpu, disable_tqdm=True, remove_unused_columns=False,
+        dataloader_pin_memory=not config.use_cpu and has_accelerator(),  # pinning without an accelerator only warns
     )
     recorder = CurveRecorder()
     trainer = Trainer(model=prepared.model, args=args, train_dataset=prepared.train_dataset,

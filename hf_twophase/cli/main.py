@@ -262,6 +262,12 @@ def _add_matrix(sub) -> None:
     regen.add_argument("checkout", help="a checkout of github.com/plasware/two-phase-selection at the pinned commit")
     regen.add_argument("--out", default=None, help="folder to write to (default: the package's own matrices/)")
     regen.set_defaults(func=_cmd_matrix_regenerate)
+    embedded = _subcommand(actions, "regenerate-embedded",
+                           help="build the embedded offline repository from scratch and write its shipped matrix")
+    embedded.add_argument("--task", required=True, choices=["image-classification", "text-classification"])
+    embedded.add_argument("--root", required=True, help="an empty folder to build the repository in")
+    embedded.add_argument("--out", default=None, help="folder to write to (default: the package's own matrices/)")
+    embedded.set_defaults(func=_cmd_matrix_regenerate_embedded)
 
 
 def _cmd_matrix_info(args: argparse.Namespace) -> dict:
@@ -293,6 +299,17 @@ def _cmd_matrix_regenerate(args: argparse.Namespace) -> dict:
         for path in written.values():
             print(f"wrote {path}")
     return written
+
+
+def _cmd_matrix_regenerate_embedded(args: argparse.Namespace) -> dict:
+    from hf_twophase.build.defaults import regenerate_embedded
+
+    written = [str(p) for p in regenerate_embedded(args.task, Path(args.root), args.out and Path(args.out),
+                                                   progress=not args.json)]
+    if not args.json:
+        for path in written:
+            print(f"wrote {path}")
+    return {"written": written}
 
 
 def _worker_argv(args: argparse.Namespace) -> list[str]:

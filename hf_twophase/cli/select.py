@@ -85,6 +85,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when an accelerator exists")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print what goes to the log file (select.log in --output-dir): Trainer logs, library "
+                        "warnings, per-model metrics")
     return p
 
 
@@ -208,7 +211,7 @@ def prepare_output_dir(args: argparse.Namespace, state) -> None:
         import shutil
 
         shutil.rmtree(earlier)
-        for name in ("selection.json", "report.json", "report.md", "curves.png", "summary.txt"):
+        for name in ("selection.json", "report.json", "report.md", "curves.png", "summary.txt", "select.log"):
             (Path(args.output_dir) / name).unlink(missing_ok=True)
     state.wait_for_everyone()
 
@@ -247,21 +250,20 @@ def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
 
 
 def make_selector(args: argparse.Namespace, plan: Plan, state):
-    """The candidates joined with the matrix: the embedded repository (built once, by one process), the user's
-    models, or the Hub's top models for the task. Returns (selector, build seconds or None, built now)."""
+    """The candidates joined with the matrix: the embedded repository, the user's models, or the Hub's top models
+    for the task. Returns (selector, the embedded repository or None)."""
     from hf_twophase.proxy.scorer import ProxyConfig
     from hf_twophase.selector import RepoSelector, SelectorConfig
 
     config = SelectorConfig(k=plan.k, cold_budget=args.cold_budget, policy=args.policy, growth=args.growth,
                             variant=args.variant, threshold=args.threshold, stage_steps=plan.stage_steps,
                             proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=state.is_main_process))
-    build_seconds, built_now = None, False
-    if plan.embedded:  # the embedded repository and its matrix: built once, by one process
+    repo = None
+    if plan.embedded:  # the embedded repository: its shipped matrix (or, if stale, a build once, by one process)
         from hf_twophase.build.defaults import ensure_default
 
         with state.main_process_first():
             repo = ensure_default(args.task, progress=state.is_main_process, use_cpu=args.cpu or None)
-        build_seconds, built_now = repo.build_seconds, repo.built_now
         selector = RepoSelector.from_models(repo.models, repo.matrix, task=args.task, config=config)
     elif args.models:
         selector = RepoSelector.from_models(args.models, args.matrix, task=args.task, config=config)
@@ -277,7 +279,7 @@ def make_selector(args: argparse.Namespace, plan: Plan, state):
     if plan.k is None:
         plan.k = selector.default_k()
     selector.check_k(plan.k)
-    return selector, build_seconds, built_now
+    return selector, repo
 
 
 def hub_offline() -> bool:
@@ -304,25 +306,39 @@ def training_arguments(args: argparse.Namespace, plan: Plan, main: bool):
 
 
 def run(args: argparse.Namespace) -> dict:
+    from hf_twophase.cli.console import LOG_NAME, job_console
     from hf_twophase.trainer.distributed import process_state
 
     state = process_state(args.cpu)
     main = state.is_main_process
+    say = print if main else (lambda *a, **k: None)
     started = time.perf_counter()
     plan = resolve_plan(args)
     prepare_output_dir(args, state)
-    data = load_data(args, plan)
-    selector, build_seconds, built_now = make_selector(args, plan, state)
-    phase1_start = time.perf_counter()
-    recall = selector.recall(data.train, plan.k, **data.columns)
-    phase1_seconds = time.perf_counter() - phase1_start
-    result = selector.select(data.train, data.validation, training_arguments(args, plan, main), recall=recall,
-                             resume=args.resume, progress=main, **data.columns)
-    pushed = None
-    if args.push_to_hub and main:
-        pushed = result.push_to_hub(args.push_to_hub, task=args.task, dataset_name=data.name)
-    summary = _summary(result, selector, recall, data, time.perf_counter() - started, phase1_seconds,
-                       build_seconds, built_now, pushed, args, processes=state.num_processes)
+    log_file = Path(args.output_dir) / (LOG_NAME if main else f"select.rank{state.process_index}.log")
+    with job_console(log_file, verbose=args.verbose):
+        say(f"hf-twophase select: {args.task}; details in {log_file}", flush=True)
+        data = load_data(args, plan)
+        selector, repo = make_selector(args, plan, state)
+        say(f"phase 1: ranking {len(selector.entries)} candidates on {data.name} ({len(data.train)} train / "
+            f"{len(data.validation)} validation examples)", flush=True)
+        phase1_start = time.perf_counter()
+        recall = selector.recall(data.train, plan.k, **data.columns)
+        extra: dict[str, Any] = {}
+        if repo is not None:
+            with state.main_process_first():
+                repo.materialize(recall.recalled, progress=main, use_cpu=args.cpu or None)
+            extra = {"image_size": repo.setup.build.image_size, "max_length": repo.setup.build.max_length}
+        phase1_seconds = time.perf_counter() - phase1_start
+        say(f"phase 1: recalled {len(recall.recalled)} in {_fmt_seconds(phase1_seconds)}; phase 2: fine selection, "
+            f"{plan.budget} steps per candidate", flush=True)
+        result = selector.select(data.train, data.validation, training_arguments(args, plan, main), recall=recall,
+                                 resume=args.resume, progress=main, **extra, **data.columns)
+        pushed = None
+        if args.push_to_hub and main:
+            pushed = result.push_to_hub(args.push_to_hub, task=args.task, dataset_name=data.name)
+    summary = _summary(result, selector, recall, data, time.perf_counter() - started, phase1_seconds, repo, pushed,
+                       args, processes=state.num_processes)
     if main:
         write_text_atomic(Path(args.output_dir) / "summary.txt", summary["screen"])
         print(summary["screen"], flush=True)
@@ -338,8 +354,32 @@ def _fmt_seconds(s: float) -> str:
     return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.1f} s"
 
 
-def _summary(result, selector, recall, data: JobData, total, phase1_seconds, build_seconds, built_now, pushed,
-             args, *, processes: int = 1) -> dict:
+def _repository_note(repo) -> str:
+    if repo is None:
+        return ""
+    if repo.shipped:
+        derived = len(repo.derived_now)
+        return ("; embedded repository: shipped matrix, " + (
+            f"{derived} recalled model(s) derived now in {_fmt_seconds(repo.build_seconds)}" if derived else
+            "every recalled model already in the cache"))
+    if repo.built_now:
+        return f"; embedded repository built now in {_fmt_seconds(repo.build_seconds)}"
+    return f"; embedded repository reused from the cache (built once in {_fmt_seconds(repo.build_seconds)})"
+
+
+def _above_halving(report) -> str:
+    """Why a selection trained more steps than successive halving on the same candidates would have."""
+    policy = report.policy
+    kept = [c.note or c.reason for c in report.candidates if "runner-up" in f"{c.note} {c.reason}"]
+    if kept:
+        return (f"more than successive halving because the last cut waited: {kept[0]} (the '{policy.get('policy')}' "
+                "policy keeps a runner-up whose trend says it may still win; --variant calibrated never does)")
+    return (f"more than successive halving because the '{policy.get('policy')}' policy kept candidates that halving "
+            "would have cut (its trend bounds found them too close to call; see report.md)")
+
+
+def _summary(result, selector, recall, data: JobData, total, phase1_seconds, repo, pushed, args, *,
+             processes: int = 1) -> dict:
     report = result.report
     trained = [c for c in report.candidates if c.name in set(report.trained_candidates)]
     bf, sh, spent = report.brute_force_steps, report.successive_halving_steps(), report.steps_spent
@@ -347,12 +387,11 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, bui
         "=" * 78,
         f"hf-twophase select: {selector.task} on {data.name} ({len(data.train)} train / {len(data.validation)} "
         f"validation, {data.n_classes} classes)",
-        f"  done in {_fmt_seconds(total)}" + (f" on {processes} processes" if processes > 1 else "") + (
-            "" if build_seconds is None else
-            f"; embedded repository {'built now in' if built_now else 'reused from the cache (built once in'} "
-            f"{_fmt_seconds(build_seconds)}{'' if built_now else ')'}"),
+        f"  done in {_fmt_seconds(total)}" + (f" on {processes} processes" if processes > 1 else "")
+        + _repository_note(repo),
         f"phase 1: {len(selector.entries)} candidates ({len(selector.warm)} in the matrix, {len(selector.cold)} "
-        f"not); {selector.config.proxy.upper()} on {len(recall.scored)} model(s) in {_fmt_seconds(phase1_seconds)}"
+        f"not); ranked by {'the robust prior' if selector.config.recall.variant == 'robust' else 'Eq. 2-4'}, "
+        f"{selector.config.proxy.upper()} on {len(recall.scored)} model(s), in {_fmt_seconds(phase1_seconds)}"
         f" -> recalled {len(recall.recalled)}",
     ]
     for m in recall.recalled:
@@ -373,6 +412,10 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, bui
         f"winner: {_short(report.winner)}  ({report.metric} {score})",
         f"cost: {spent} training steps; brute force would spend {bf} ({bf / max(spent, 1):.2f}x), successive "
         f"halving {sh} ({sh / max(spent, 1):.2f}x)",
+    ]
+    if spent > sh:
+        lines.append("  " + _above_halving(report))
+    lines += [
         f"files: {Path(args.output_dir) / 'winner'} (model), report.md, report.json, curves.png in {args.output_dir}",
     ]
     if pushed:
@@ -382,7 +425,8 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, bui
     return {"screen": screen, "processes": processes, "winner": report.winner, "winner_score": report.winner_score,
             "steps_spent": spent, "brute_force_steps": bf, "successive_halving_steps": sh, "recalled": recall.recalled,
             "seconds": round(total, 1), "phase1_seconds": round(phase1_seconds, 1),
-            "build_seconds": None if build_seconds is None else round(build_seconds, 1), "built_now": built_now}
+            "build_seconds": None if repo is None else round(repo.build_seconds, 1),
+            "built_now": bool(repo is not None and (repo.built_now or repo.derived_now))}
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:

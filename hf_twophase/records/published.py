@@ -74,6 +74,8 @@ PUBLISHED: dict[str, PublishedSource] = {
 
 def describe_provenance(provenance: dict) -> str:
     """One paragraph for cards, reports and ``matrix info``."""
+    if "source" not in provenance:  # a matrix of our own making says what it is in a sentence
+        return str(provenance.get("description", ""))
     src = provenance["source"]
     return (f"Converted from {src['repository_url']} at commit {src['commit'][:12]} ({', '.join(src['files'])}), "
             f"{src['license']} license, {src['copyright']}. {provenance.get('note', '')} "

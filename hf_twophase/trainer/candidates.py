@@ -74,6 +74,7 @@ class Prepared:
     processing: Any
     kind: str
     encode: Any = None  # encodes any further split (a test set) the same way
+    image_size: int | None = None  # the resolution a timm model was trained at, when not its own
 
 
 def _timm_for(spec: str, n_classes: int) -> torch.nn.Module:
@@ -85,9 +86,21 @@ def _timm_for(spec: str, n_classes: int) -> torch.nn.Module:
     return timm.create_model(name, pretrained=True, num_classes=n_classes)
 
 
+def _timm_transform(module: torch.nn.Module, image_size: int | None):
+    """The model's own evaluation transform, at ``image_size`` pixels when given (the whole image, no centre crop:
+    small inputs such as 8x8 digits have no border to spare)."""
+    import timm.data
+
+    cfg = timm.data.resolve_data_config({}, model=module)
+    if image_size:
+        cfg.update(input_size=(3, image_size, image_size), crop_pct=1.0)
+    return timm.data.create_transform(**cfg)
+
+
 def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code: bool = False,
-                   allow_pickle: bool = False) -> tuple[torch.nn.Module, Any, str]:
-    """(module, tokenizer or image transform, kind) with a head of `columns.n_classes` outputs."""
+                   allow_pickle: bool = False, image_size: int | None = None) -> tuple[torch.nn.Module, Any, str]:
+    """(module, tokenizer or image transform, kind) with a head of `columns.n_classes` outputs. ``image_size`` sets
+    the input resolution of timm models (other models keep their image processor's)."""
     import transformers as tf
 
     n = columns.n_classes
@@ -96,16 +109,13 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
         if callable(spec) and not isinstance(spec, torch.nn.Module):
             spec = spec()
         if isinstance(spec, torch.nn.Module):
-            return _wrap_loaded(candidate, spec, columns)
+            return _wrap_loaded(candidate, spec, columns, image_size)
         spec = str(spec)
         if spec.startswith("packaged:"):
-            return _load_packaged(candidate, spec.removeprefix("packaged:"), columns)
+            return _load_packaged(candidate, spec.removeprefix("packaged:"), columns, image_size)
         if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or is_timm_dir(Path(spec)):
-            import timm.data
-
             model = _timm_for(spec, n)
-            cfg = timm.data.resolve_data_config({}, model=model)
-            return TimmClassifier(model), timm.data.create_transform(**cfg), "timm"
+            return TimmClassifier(model), _timm_transform(model, image_size), "timm"
         common = {"trust_remote_code": trust_remote_code}
         weights = {**common, "use_safetensors": None if allow_pickle else True, "num_labels": n,
                    "ignore_mismatched_sizes": True, **columns.label_maps()}
@@ -124,14 +134,14 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
         raise CandidateError(f"{candidate.name}: could not load: {type(exc).__name__}: {first}{hint}") from exc
 
 
-def _load_packaged(candidate: Candidate, name: str, columns: Columns):
+def _load_packaged(candidate: Candidate, name: str, columns: Columns, image_size: int | None = None):
     import transformers as tf
 
     from hf_twophase.inputs.packaged import packaged_model
 
     parts = packaged_model(name)
     if "model" in parts and isinstance(parts["model"], torch.nn.Module):
-        return _wrap_loaded(candidate, parts["model"], columns)
+        return _wrap_loaded(candidate, parts["model"], columns, image_size)
     if columns.modality != "text":
         raise CandidateError(f"{candidate.name}: a text model cannot be trained on an image dataset")
     if "config" in parts:
@@ -156,17 +166,14 @@ def head_mismatch(module: Any, n_classes: int, *, name: str = "candidate") -> st
             "or path (the head is then resized) or a model_init")
 
 
-def _wrap_loaded(candidate: Candidate, module: torch.nn.Module, columns: Columns):
+def _wrap_loaded(candidate: Candidate, module: torch.nn.Module, columns: Columns, image_size: int | None = None):
     n = columns.n_classes
     if hasattr(module, "pretrained_cfg") and not hasattr(module, "config"):  # timm
-        import timm.data
-
         if columns.modality != "image":
             raise CandidateError(f"{candidate.name}: an image model cannot be trained on a text dataset")
         if module.num_classes != n:
             module.reset_classifier(n)
-        cfg = timm.data.resolve_data_config({}, model=module)
-        return TimmClassifier(module), timm.data.create_transform(**cfg), "timm"
+        return TimmClassifier(module), _timm_transform(module, image_size), "timm"
     if head_mismatch(module, n):
         raise CandidateError(head_mismatch(module, n, name=candidate.name))
     if columns.modality == "image":
@@ -186,12 +193,12 @@ def _encoding_fingerprint(ds, candidate: Candidate, tokenizer, columns: Columns,
 
 
 def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length: int = 256,
-            trust_remote_code: bool = False, allow_pickle: bool = False) -> Prepared:
+            trust_remote_code: bool = False, allow_pickle: bool = False, image_size: int | None = None) -> Prepared:
     """Load a candidate and encode both splits for it."""
     from transformers import DataCollatorWithPadding, default_data_collator
 
     model, processing, kind = load_candidate(candidate, columns, trust_remote_code=trust_remote_code,
-                                             allow_pickle=allow_pickle)
+                                             allow_pickle=allow_pickle, image_size=image_size)
     if kind == "text-classifier":
         def tokenize(batch):
             pair = batch[columns.text_pair] if columns.text_pair else None
@@ -217,7 +224,8 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
         return {"pixel_values": pixels, "labels": torch.as_tensor(np.asarray(batch[columns.label]))}
 
     return Prepared(candidate.name, model, train.with_transform(transform), eval_.with_transform(transform),
-                    default_data_collator, processing, kind, lambda ds: ds.with_transform(transform))
+                    default_data_collator, processing, kind, lambda ds: ds.with_transform(transform),
+                    image_size=image_size if kind == "timm" else None)
 
 
 def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool = True,
@@ -230,7 +238,7 @@ def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool 
             import timm.models
 
             timm.models.save_for_hf(prepared.model.model, str(folder), safe_serialization=True)
-            _loadable_by_transformers(folder, label_names)
+            _loadable_by_transformers(folder, label_names, prepared.image_size)
     else:
         trainer.save_model(str(folder))  # every rank calls it; the Trainer writes on the main one
         already_saved = getattr(trainer, "processing_class", None) is prepared.processing  # save_model wrote it
@@ -241,13 +249,15 @@ def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool 
     return folder
 
 
-def _loadable_by_transformers(folder: Path, label_names: Sequence[str] | None) -> None:
+def _loadable_by_transformers(folder: Path, label_names: Sequence[str] | None, image_size: int | None = None) -> None:
     """A timm folder that transformers' timm wrapper also loads, so the model card's
     ``pipeline("image-classification", model=...)`` and ``AutoModelForImageClassification`` work (with the image
-    processor the wrapper builds from the same ``pretrained_cfg``): the wrapper passes ``num_classes`` itself, and
-    names the classes from ``label_names``."""
+    processor the wrapper builds from the same ``pretrained_cfg``, at the resolution it was trained at): the wrapper
+    passes ``num_classes`` itself, and names the classes from ``label_names``."""
     config_file = folder / "config.json"
     config = read_json(config_file, what="the saved timm config")
+    if image_size:
+        config.setdefault("pretrained_cfg", {}).update(input_size=[3, image_size, image_size], crop_pct=1.0)
     config.get("model_args", {}).pop("num_classes", None)
     n = int(config.get("num_classes", 0))
     names = list(label_names) if label_names and len(label_names) == n else [f"LABEL_{i}" for i in range(n)]

@@ -193,6 +193,18 @@ class _StepProgress(TrainerCallback):
         self.bar.update(1)
 
 
+class _LogLines(TrainerCallback):
+    """Each Trainer log (loss, learning rate, metrics) as one line of this module's logger: a log file keeps them
+    where a screen would drown in them."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            logger.info("%s step %d: %s", self.name, state.global_step, logs)
+
+
 @dataclass
 class _Slot:
     candidate: Candidate
@@ -217,6 +229,7 @@ class SelectionCoordinator:
         save_stages: checkpoint live candidates at every stage end (what `resume` needs).
         background_checkpoints: write those checkpoints on a worker thread while training goes on; None (default):
             only when training runs on an accelerator (on the CPU a writer thread competes with training).
+        max_length: longest tokenized text; image_size: input resolution of timm candidates (default: their own).
     """
 
     def __init__(
@@ -242,6 +255,7 @@ class SelectionCoordinator:
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         max_length: int = 256,
+        image_size: int | None = None,
         progress: bool = False,
         on_report: Callable[[SelectionReport], None] | None = None,
     ):
@@ -272,6 +286,7 @@ class SelectionCoordinator:
         self.background_checkpoints = background_checkpoints
         self.timeout = timeout
         self.trust_remote_code, self.allow_pickle, self.max_length = trust_remote_code, allow_pickle, max_length
+        self.image_size = image_size
         self.output_dir = Path(training_args.output_dir)
 
     def _check_data(self, train_dataset, eval_dataset, **columns: str | None) -> Columns:
@@ -395,7 +410,8 @@ class SelectionCoordinator:
             # whatever ran before it in this process (a cache build, other candidates)
             set_seed(self.args.seed)
             slot.prepared = prepare(slot.candidate, self.train_dataset, self.eval_dataset, self.columns,
-                                    max_length=self.max_length, trust_remote_code=self.trust_remote_code,
+                                    max_length=self.max_length, image_size=self.image_size,
+                                    trust_remote_code=self.trust_remote_code,
                                     allow_pickle=self.allow_pickle)
             slot.trainer = self._trainer(slot)
             checkpoint = self._latest_checkpoint(slot) if resume else None
@@ -447,7 +463,8 @@ class SelectionCoordinator:
         if self._bar is not None:
             args = dataclasses.replace(args, disable_tqdm=True)
         p = slot.prepared
-        callbacks = [slot.callback] + ([_StepProgress(self._bar, slot.candidate.name)] if self._bar else [])
+        callbacks = [slot.callback, _LogLines(slot.candidate.name)] + (
+            [_StepProgress(self._bar, slot.candidate.name)] if self._bar else [])
         kwargs = dict(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
                       data_collator=p.data_collator, compute_metrics=self.compute_metrics, callbacks=callbacks,
                       processing_class=p.processing if p.kind == "text-classifier" else None)
