@@ -251,13 +251,15 @@ class CalibratedHalving(SelectionPolicy):
 
     After each stage the better half by validation score stays, as in successive halving. Once ``min_fraction`` of
     training has passed, the cut may go further: to the smallest share of the alive candidates that, on every
-    benchmark where at least three of them were trained, held that benchmark's eventual best model at the same point
-    of training (``coverage`` 1.0: every benchmark). It never keeps more than halving would, so it never costs more;
-    it cuts deeper only when the recorded curves say the early ranking was already right. Why not earlier: on
-    real curves the eventual winner often ranks far down in the first tenth of training, so no early cut is safe.
+    benchmark where at least three of them were trained (and there must be at least three such benchmarks), held that
+    benchmark's eventual best model at the same point of training (``coverage`` 1.0: every benchmark). It never keeps
+    more than halving would, so it never costs more; it cuts deeper only when the recorded curves say the early
+    ranking was already right. Why not earlier: on real curves the eventual winner often ranks far down in the first
+    tenth of training, so no early cut is safe.
     """
 
     name = "fine-selection"
+    min_benchmarks = 3
 
     def __init__(self, curves: Mapping[str, BenchmarkCurves] | Callable[[str], BenchmarkCurves | None], *,
                  schedule: StageSchedule | None = None, coverage: float = 1.0, min_fraction: float = 0.06,
@@ -298,7 +300,7 @@ class CalibratedHalving(SelectionPolicy):
             vals = np.array([v for v, _ in rows])
             best = int(np.argmax([f for _, f in rows]))
             shares.append((1 + int((vals > vals[best]).sum())) / len(rows))
-        if not shares:
+        if len(shares) < self.min_benchmarks:  # agreement on one or two benchmarks is no evidence
             return None
         return float(np.quantile(shares, self.coverage, method="higher"))
 
