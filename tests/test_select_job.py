@@ -251,3 +251,17 @@ def test_a_dataset_alone_selects_among_the_hubs_models(setup, capsys, tmp_path, 
     assert report["policy"]["note"].startswith("no benchmark curves")  # the packaged matrix has final scores only
     assert report["extra"]["matrix"]["source"] == "packaged:text-classification"
     assert {r["origin"] for r in report["extra"]["phase1"]["candidates"]} == {"cold"}
+
+
+def test_a_cost_above_successive_halving_is_explained():
+    from hf_twophase.cli.select import _above_halving
+    from hf_twophase.trainer.report import CandidateReport, SelectionReport
+
+    guarded = CandidateReport(name="b", status="pruned", reason="halved",
+                              note="a kept as runner-up: its paper trend predicts 0.9100, above b's 0.9000")
+    report = SelectionReport(candidates=[CandidateReport(name="a", status="winner"), guarded], winner="a", budget=8,
+                             stage_ends=[2, 4, 6, 8], metric="eval_accuracy",
+                             policy={"policy": "fine-selection", "stage": 2, "growth": 1.0})
+    assert "runner-up" in _above_halving(report) and "--variant calibrated never does" in _above_halving(report)
+    report.candidates[1] = CandidateReport(name="b", status="pruned", reason="trend-pruned")
+    assert "kept candidates that halving would have cut" in _above_halving(report)

@@ -65,7 +65,6 @@ SETUPS: dict[str, DefaultSetup] = {
         random=("packaged:efficientnet-lite0-random",),
         build=BuildConfig(epochs=1, learning_rate=1e-3, evals_per_epoch=2, train_subset=256, eval_subset=100,
                           use_cpu=False, image_size=64),
-        budget=96,  # at 64 px a step is cheap: three epochs of the 1,024 training images for the winner
     ),
     "text-classification": DefaultSetup(
         task="text-classification", target="rotten_tomatoes_snippets",

@@ -53,7 +53,7 @@ def check_reachable(what: str, *, timeout: float = 10.0) -> None:
         raise HubUnreachable(f"cannot fetch {what}: the Hub at HF_ENDPOINT={endpoint()} could not be reached "
                              f"({str(err).splitlines()[0] if str(err) else type(err).__name__}). Check the network or "
                              "point HF_ENDPOINT at a reachable Hub (an air-gapped team can run `hf-twophase "
-                             "hub-server`)") from err
+                             "hub-server`); HF_HUB_OFFLINE=1 uses only what is cached") from err
 
 
 @contextlib.contextmanager
@@ -117,9 +117,12 @@ def _read_parquet(path: str, source: str) -> pd.DataFrame:
 
 def load_matrix(repo_id: str, *, revision: str | None = None, token: str | bool | None = None) -> PerformanceMatrix:
     """The performance matrix published as the Hub dataset ``repo_id`` (at ``revision``; default: latest)."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
     what = f"the performance matrix {repo_id}{'@' + revision if revision else ''} ({RECORDS_PATH})"
+    cached = try_to_load_from_cache(repo_id, RECORDS_PATH, repo_type="dataset", revision=revision)
+    if not constants.HF_HUB_OFFLINE and not isinstance(cached, str):  # nothing to fall back on: fail at once
+        check_reachable(what)
     with hub_errors(what):
         path = hf_hub_download(repo_id, RECORDS_PATH, repo_type="dataset", revision=revision, token=token)
     source = f"hf://datasets/{repo_id}/{RECORDS_PATH}"
