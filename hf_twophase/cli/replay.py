@@ -21,7 +21,8 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=int, default=None, help="full training budget in steps (default: longest curve)")
     p.add_argument("--threshold", type=float, default=None, help="fine selection: trend-prune threshold (default 0)")
     p.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT,
-                   help="fine selection: the paper's Algorithm 1, or our improved predictor and schedule")
+                   help="fine selection: calibrated halving (cuts deeper than halving only where the benchmarks' "
+                        "curves say it is safe), improved trend bounds, or the paper's Algorithm 1 (docs/method.md)")
     p.add_argument("--k", type=int, default=10, help="two-phase: models recalled in phase 1")
     p.add_argument("--proxy-method", default=None, help="two-phase: proxy method to read")
     p.add_argument("--decisions", action="store_true", help="include every decision in the JSON")

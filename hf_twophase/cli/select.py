@@ -66,7 +66,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="each stage this many times longer than the last")
     p.add_argument("--policy", default="fine-selection", choices=POLICY_NAMES)
     p.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
-                   help="fine selection: our improved trend bound (default) or the paper's Algorithm 1")
+                   help="fine selection: calibrated halving (cuts deeper than halving only where the benchmarks' "
+                        "curves say it is safe), improved trend bounds, or the paper's Algorithm 1 (docs/method.md)")
     p.add_argument("--threshold", type=non_negative_float, default=None, help="fine selection's pruning threshold")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--learning-rate", type=positive_float, default=None)
