@@ -343,15 +343,19 @@ class RepoSelector:
         from hf_twophase.method.recall import robust_recall
 
         cold = {m: proxy.scored[m].score for m in cold_scored}
-        if not self.warm:
-            result = robust_recall([], [], {}, max(1, len(cold)), self.config.recall, cold_proxy=cold)
-            return result.scores, {}, f"no model of the matrix listed; {len(cold)} cold model(s) ranked by proxy"
-        phase1 = Phase1.from_matrix(self.matrix, candidates=self.warm, config=self.config.clustering,
-                                    recall=self.config.recall)
-        needed = phase1.to_score(min(k, len(self.warm)), calibrate=bool(cold))
-        warm_scores = {m: proxy.scored[m].score for m in needed if proxy.score(m)}
-        result = phase1.recall(warm_scores, k=min(k, len(phase1.clustering.models)), cold_proxy=cold)
-        return result.scores, result.prior, result.note
+        warm = list(self.warm)
+        while warm:  # a shortlisted model that cannot be loaded could not be trained either: it leaves the ranking
+            phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering,
+                                        recall=self.config.recall)
+            needed = phase1.to_score(min(k, len(warm)), calibrate=bool(cold))
+            failed = [m for m in needed if not proxy.score(m)]
+            if not failed:
+                result = phase1.recall({m: proxy.scored[m].score for m in needed},
+                                       k=min(k, len(phase1.clustering.models)), cold_proxy=cold)
+                return result.scores, result.prior, result.note
+            warm = [m for m in warm if m not in failed]
+        result = robust_recall([], [], {}, max(1, len(cold)), self.config.recall, cold_proxy=cold)
+        return result.scores, {}, f"no usable model of the matrix listed; {len(cold)} cold model(s) ranked by proxy"
 
     def _recall_paper(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
         """Eq. 2-4 over the warm models; cold models are ranked with the median warm model's mean score as prior."""

@@ -156,6 +156,13 @@ def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
     outcome = selector.recall(make_data(64, 0), k=1)
     assert first[0] in outcome.skipped and "could not load" in outcome.skipped[first[0]]
     assert outcome.recalled and outcome.recalled[0] != first[0]
+    # the robust recall reads a cold score against the best prior; that model is gone, so the next one stands in
+    assert first[0] == f"{ns}/w0"
+    robust = RepoSelector.from_models([f"{ns}/w0", f"{ns}/w1", f"{ns}/w2", f"{repo}/cold"],
+                                      PerformanceMatrix(renamed), proxy_config=_fast_proxy())
+    outcome = robust.recall(make_data(64, 0), k=2)
+    assert first[0] in outcome.skipped and first[0] not in outcome.scores
+    assert f"{ns}/w1" in outcome.scored and f"{repo}/cold" in outcome.scores
 
 
 def test_bad_input_fails_before_any_download(repo, tmp_path):
