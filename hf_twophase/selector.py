@@ -21,7 +21,14 @@ from typing import Any
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.inputs.columns import detect_columns
 from hf_twophase.method.clustering import ClusteringConfig
-from hf_twophase.method.recall import DEFAULT_COLD_BUDGET, DEFAULT_K, RecallConfig, normaliser_for, rank_cold
+from hf_twophase.method.recall import (
+    DEFAULT_COLD_BUDGET,
+    DEFAULT_K,
+    RecallConfig,
+    RecallResult,
+    normaliser_for,
+    rank_cold,
+)
 from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 from hf_twophase.proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
 from hf_twophase.records.matrix import PerformanceMatrix
@@ -338,56 +345,49 @@ class RepoSelector:
 
     def _recall_robust(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
         """Robust prior over the warm models; the shortlist is proxy-scored when the weight asks for it, or when cold
-        models need warm scores to be read against. A shortlisted model that cannot be scored keeps its prior."""
-        from hf_twophase.method.phase1 import Phase1
+        models need warm scores to be read against."""
         from hf_twophase.method.recall import robust_recall
 
         cold = {m: proxy.scored[m].score for m in cold_scored}
-        warm = list(self.warm)
-        while warm:  # a shortlisted model that cannot be loaded could not be trained either: it leaves the ranking
-            phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering,
-                                        recall=self.config.recall)
-            needed = phase1.to_score(min(k, len(warm)), calibrate=bool(cold))
-            failed = [m for m in needed if not proxy.score(m)]
-            if not failed:
-                result = phase1.recall({m: proxy.scored[m].score for m in needed},
-                                       k=min(k, len(phase1.clustering.models)), cold_proxy=cold)
-                return result.scores, result.prior, result.note
-            warm = [m for m in warm if m not in failed]
-        result = robust_recall([], [], {}, max(1, len(cold)), self.config.recall, cold_proxy=cold)
-        return result.scores, {}, f"no usable model of the matrix listed; {len(cold)} cold model(s) ranked by proxy"
+        result = self._recall_warm(proxy, k, cold_proxy=cold)
+        if result is None:
+            result = robust_recall([], [], {}, max(1, len(cold)), self.config.recall, cold_proxy=cold)
+        return result.scores, result.prior, result.note
 
     def _recall_paper(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
         """Eq. 2-4 over the warm models; cold models are ranked with the median warm model's mean score as prior."""
         normaliser = normaliser_for(self.config.normaliser, self.config.proxy)
-        warm, ranking, note = self._recall_warm(proxy, k, normaliser)
+        result = self._recall_warm(proxy, k, normaliser=normaliser)
+        ranking, note = (dict(result.scores), result.note) if result else ({}, "")
         if cold_scored:
             representatives = [m for m in proxy.scored if m not in cold_scored]
             ranking.update(rank_cold(
-                self.matrix.final_scores().reindex(warm).to_numpy(dtype=float),
+                self.matrix.final_scores().reindex(list(ranking)).to_numpy(dtype=float),
                 [proxy.scored[m].score for m in representatives],
                 {m: proxy.scored[m].score for m in cold_scored}, normaliser))
             note += (f"; {len(cold_scored)} cold model(s) scored directly and ranked with the median warm model's "
                      "benchmark score as their prior")
         return ranking, {}, note
 
-    def _recall_warm(self, proxy: _ProxyScores, k: int, normaliser) -> tuple[list[str], dict[str, float], str]:
-        """Cluster the warm models and score the representatives; a representative that cannot be scored leaves
-        the repository and the clustering is done again without it. Returns (warm models left, scores, note)."""
+    def _recall_warm(self, proxy: _ProxyScores, k: int, *, normaliser=None,
+                     cold_proxy: dict[str, float] | None = None) -> RecallResult | None:
+        """Phase 1 over the warm models, scoring what the variant asks for. A model that cannot be loaded could not
+        be trained either: it leaves the repository and the recall is done again without it (another member then
+        represents its cluster, or the next best prior is shortlisted). None when no warm model is left."""
         from hf_twophase.method.phase1 import Phase1
 
         warm = list(self.warm)
         while warm:
             phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering,
                                         recall=self.config.recall)
-            failed = [m for m in phase1.to_score(min(k, len(warm))) if not proxy.score(m)]
-            if failed:
-                warm = [m for m in warm if m not in failed]
-                continue
-            result = phase1.recall({m: proxy.scored[m].score for m in proxy.scored if m in warm},
-                                   k=min(k, len(warm)), normaliser=normaliser)
-            return warm, dict(result.scores), result.note
-        return warm, {}, ""
+            needed = phase1.to_score(min(k, len(warm)), calibrate=bool(cold_proxy))
+            failed = [m for m in needed if not proxy.score(m)]
+            if not failed:
+                return phase1.recall({m: proxy.scored[m].score for m in needed},
+                                     k=min(k, len(phase1.clustering.models)), normaliser=normaliser,
+                                     cold_proxy=cold_proxy)
+            warm = [m for m in warm if m not in failed]
+        return None
 
     # ---------------------------------------------------------------- phase 2
     def select(self, train_dataset, eval_dataset, training_args, *, k: int | None = None,

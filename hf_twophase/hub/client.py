@@ -167,7 +167,7 @@ def push_matrix(matrix: PerformanceMatrix, repo_id: str, *, proxy: pd.DataFrame 
         from hf_twophase.records.published import describe_provenance
 
         provenance = describe_provenance(matrix.provenance)
-        license = str(matrix.provenance["source"].get("license", license)).lower()  # noqa: A001 - the card's field
+        license = str(matrix.provenance["source"].get("license", license)).lower()
     api = HfApi(token=token)
     with hub_errors(f"the dataset repo {repo_id} (create)"):
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)

@@ -101,11 +101,12 @@ def regenerate(checkout: str | os.PathLike, out_dir: str | os.PathLike | None = 
     if not checkout.is_dir():
         raise RecordsError(f"{checkout} is not a folder; expected a checkout of {PUBLISHED['text-classification']}")
     commit = _commit_of(checkout)
+    wrong = [src for src in PUBLISHED.values() if commit is not None and commit != src.commit]
+    if wrong:
+        raise RecordsError(f"{checkout} is at commit {commit[:12]}, expected {wrong[0].commit[:12]} of "
+                           f"{wrong[0].repository}: run `git -C {checkout} checkout {wrong[0].commit}` first")
     written: dict[str, Path] = {}
     for task, src in PUBLISHED.items():
-        if commit is not None and commit != src.commit:
-            raise RecordsError(f"{checkout} is at commit {commit[:12]}, expected {src.commit[:12]} of "
-                               f"{src.repository}: run `git -C {checkout} checkout {src.commit}` first")
         folder = checkout / src.folder
         digests = {}
         with tempfile.TemporaryDirectory() as tmp:  # only the pinned files, never other files of the folder
