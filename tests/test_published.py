@@ -101,3 +101,39 @@ def test_selector_uses_the_packaged_matrix_without_one():
     assert selector.warm == ["facebook/deit-small-patch16-224"] and selector.cold == ["someone/new-model"]
     with pytest.raises(SelectionError, match="pass task="):
         RepoSelector.from_models(["facebook/deit-small-patch16-224"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["matrix", "info", "../../etc/passwd.parquet"],  # a path that is not there
+    ["matrix", "info", "a/b/c/d"],  # neither a file nor a Hub id
+    ["matrix", "info", "--task", "../text-classification"],
+    ["matrix", "regenerate-published", "/nonexistent/checkout"],
+])
+def test_hostile_matrix_arguments_are_one_clear_error(argv, capsys, tmp_path):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_negative_proxy_weight_is_refused_before_any_work(capsys, tmp_path):
+    records = packaged_matrices_dir() / "text-classification.parquet"
+    proxy = tmp_path / "proxy.csv"
+    proxy.write_text("model,dataset,method,score\nFacebookAI/roberta-base,sst2,leep,-0.5\n")
+    argv = ["recall", "--records", str(records), "--proxy", str(proxy), "--target", "sst2", "--proxy-weight", "-1"]
+    assert main(argv) == 2
+    assert "proxy_weight must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_a_malformed_checkout_writes_nothing(tmp_path):
+    src = tmp_path / "src"
+    _checkout_from_packaged(src)
+    matrix_txt = src / PUBLISHED["image-classification"].folder / "matrix.txt"
+    lines = matrix_txt.read_text().splitlines()
+    matrix_txt.write_text("\n".join([lines[0], lines[1] + "\tnot-a-number", *lines[2:]]) + "\n")
+    with pytest.raises(RecordsError, match="values for"):
+        regenerate(src, tmp_path / "out")
+    assert not (tmp_path / "out" / "image-classification.parquet").exists()
+    (src / PUBLISHED["text-classification"].folder / "datasets.txt").unlink()
+    with pytest.raises(RecordsError, match="datasets.txt"):
+        regenerate(src, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()

@@ -54,8 +54,8 @@ class DefaultSetup:
 
 
 # Digits are 8x8 and MNIST 28x28 pixels: the image repository trains and evaluates at 64 px, not the 224-260 px the
-# EfficientNets were pre-trained at (a training step is 9-15x cheaper on 2 CPU cores; docs/benchmarks.md). Political
-# speeches run to thousands of tokens, the target's snippets to under 80: texts are cut at 128 tokens.
+# EfficientNets were pre-trained at (a training step is 7-17x cheaper on 2 CPU cores: benchmarks/step_cost.py).
+# Political speeches run to thousands of tokens, the target's snippets to under 80: texts are cut at 128 tokens.
 SETUPS: dict[str, DefaultSetup] = {
     "image-classification": DefaultSetup(
         task="image-classification", target="mnist_subset", benchmarks=("digits", "faces_subset"),
