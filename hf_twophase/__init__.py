@@ -1,8 +1,10 @@
 """hf-twophase: pick the best pre-trained Hub model for a new classification dataset, fast.
 
-Phase 1 clusters models by their benchmark scores and recalls the top K from proxy scores of
-cluster representatives only; phase 2 fine-tunes the recalled models in stages and prunes early
-from each model's own convergence trends. See README.md.
+By default, phase 1 ranks the performance matrix's models by a prior robust to collapsed fine-tunes, proxy-scores
+(LEEP) only the models the matrix does not know, and recalls the top K; phase 2 fine-tunes the recalled models in
+stages and keeps the better half by validation score after each stage, fewer where the benchmarks' learning curves
+show that the eventual best was already ranked that high (calibrated halving). The paper's own variants (Eq. 2-4
+recall over cluster representatives, trend pruning) are ``variant="paper"``. See README.md and docs/method.md.
 """
 
 from hf_twophase.errors import HFTwoPhaseError, RecordsError, SelectionError

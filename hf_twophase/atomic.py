@@ -99,5 +99,44 @@ def read_json(path: str | os.PathLike, *, what: str = "state file", hint: str = 
         raise StateFileError(message + (f"; {hint}" if hint else "")) from None
 
 
-__all__ = ["StateFileError", "atomic_path", "read_json", "write_bytes_atomic", "write_json_atomic",
-           "write_text_atomic"]
+_KINDS = {  # what a field of a state file may hold, by the name the error message uses
+    str: ("a string", lambda v: isinstance(v, str)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    dict: ("an object", lambda v: isinstance(v, dict)),
+    list: ("a list", lambda v: isinstance(v, list)),
+}
+
+
+def check_fields(data: Any, fields: dict[str, type], *, path: str | os.PathLike, what: str, hint: str = "") -> dict:
+    """``data`` if it is a JSON object whose fields hold what ``fields`` says (a name ending in ``?`` may be absent
+    or null); otherwise one :class:`StateFileError` that names the file, the field and what was expected."""
+
+    def fail(problem: str) -> StateFileError:
+        return StateFileError(f"{what} {path} is damaged: {problem}" + (f"; {hint}" if hint else ""))
+
+    if not isinstance(data, dict):
+        raise fail(f"expected a JSON object, found {type(data).__name__}")
+    for name, kind in fields.items():
+        optional = name.endswith("?")
+        key = name.rstrip("?")
+        value = data.get(key)
+        if value is None and optional:
+            continue
+        if key not in data:
+            raise fail(f"field {key!r} is missing")
+        expected, accepts = _KINDS[kind]
+        if not accepts(value):
+            raise fail(f"field {key!r} should be {expected}, found {json.dumps(value)[:60]}")
+    return data
+
+
+def read_state(path: str | os.PathLike, fields: dict[str, type], *, what: str, hint: str = "") -> dict:
+    """Read a JSON state file and check its fields (see :func:`check_fields`): one clear error, never a traceback
+    deep in the code that trusted it."""
+    return check_fields(read_json(path, what=what, hint=hint), fields, path=path, what=what, hint=hint)
+
+
+__all__ = ["StateFileError", "atomic_path", "check_fields", "read_json", "read_state", "write_bytes_atomic",
+           "write_json_atomic", "write_text_atomic"]

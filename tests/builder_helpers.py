@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hf_twophase.build.benchmarks import BenchmarkSpec  # noqa: E402
-from hf_twophase.build.builder import BuildConfig, build_matrix  # noqa: E402
+from hf_twophase.matrix_build.benchmarks import BenchmarkSpec  # noqa: E402
+from hf_twophase.matrix_build.builder import BuildConfig, build_matrix  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data  # noqa: E402
 
 BENCHMARKS = [

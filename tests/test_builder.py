@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.build.benchmarks import REGISTRY, get_benchmark
-from hf_twophase.build.builder import build_matrix
 from hf_twophase.errors import SelectionError
+from hf_twophase.matrix_build.benchmarks import REGISTRY, get_benchmark
+from hf_twophase.matrix_build.builder import build_matrix
 from tests.builder_helpers import BENCHMARKS, CONFIG
 from tests.coordinator_helpers import make_candidates
 
@@ -48,7 +48,7 @@ def test_kill_mid_build_and_rerun_gives_the_same_records(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(HELPER.parent.parent)}
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, str(HELPER), str(models_dir), str(straight)], check=True, env=env,
-                   capture_output=True, timeout=600)
+                   capture_output=True, timeout=240)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(HELPER), str(models_dir), str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -60,7 +60,7 @@ def test_kill_mid_build_and_rerun_gives_the_same_records(tmp_path):
     kept = {p.name: p.stat().st_mtime_ns for p in (killed / "cells").glob("*.json")}
     assert 2 <= len(kept) < 6 and not (killed / "records.parquet").exists()
     subprocess.run([sys.executable, str(HELPER), str(models_dir), str(killed)], check=True, env=env,
-                   capture_output=True, timeout=600)
+                   capture_output=True, timeout=240)
     after = {p.name: p.stat().st_mtime_ns for p in (killed / "cells").glob("*.json")}
     assert all(after[name] == mtime for name, mtime in kept.items())  # finished cells were not trained again
     assert len(after) == 6
@@ -81,7 +81,7 @@ def test_registry_has_the_papers_benchmarks_and_packaged_ones():
 
 
 def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
-    from hf_twophase.build.builder import collect
+    from hf_twophase.matrix_build.builder import collect
 
     models_dir = tmp_path / "m"
     models = make_candidates(models_dir, hidden=(32, 8, 16))
@@ -90,7 +90,7 @@ def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
     workers = [subprocess.Popen([sys.executable, str(HELPER), str(models_dir), str(tmp_path / "sharded"), f"{i}/2"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
     for w in workers:
-        assert w.wait(timeout=600) == 0, w.stderr.read().decode()[-2000:]
+        assert w.wait(timeout=240) == 0, w.stderr.read().decode()[-2000:]
     assert len(list((tmp_path / "sharded" / "cells").glob("*.json"))) == 6  # each cell trained once, by its owner
     assert _comparable(collect(tmp_path / "sharded")).equals(_comparable(straight))
     with pytest.raises(SelectionError, match="shard"):
@@ -99,7 +99,7 @@ def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
 
 def test_ray_tasks_build_the_same_records(tmp_path):
     ray = pytest.importorskip("ray")
-    from hf_twophase.build.builder import build_matrix_on_ray
+    from hf_twophase.matrix_build.builder import build_matrix_on_ray
 
     models = make_candidates(tmp_path / "m", hidden=(32, 8))
     straight = build_matrix(models, BENCHMARKS, tmp_path / "straight", CONFIG, progress=False)

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from hf_twophase.build import defaults
-from hf_twophase.build.defaults import EMBEDDED, SETUPS, ensure_default
+from hf_twophase.matrix_build import defaults
+from hf_twophase.matrix_build.defaults import EMBEDDED, SETUPS, ensure_default
 
 
 @pytest.mark.parametrize("task", sorted(SETUPS))

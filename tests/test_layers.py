@@ -12,12 +12,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hf_twophase"
 
 # lowest first; a module may import its own layer or a lower one, never a higher one
 LAYERS = [
-    {"errors", "atomic", "version", "cache", "tasks"},
+    {"errors", "atomic", "paths", "version", "cache", "tasks"},
     {"records"},
     {"method"},
     {"hub", "inputs"},
     {"proxy", "trainer"},
-    {"build"},
+    {"matrix_build"},
     {"selector"},
     {"cli", "__main__"},
     {"__init__"},  # the front door's lazy exports

@@ -213,3 +213,55 @@ def test_device_preprocessing_matches_the_checkpoints_own():
         device = prepare_on_device(raw, image_prep(loaded))
         assert device.shape == cpu.shape
         assert (device - cpu).abs().mean() < 0.05 * cpu.abs().mean()  # resize kernels differ, nothing else
+
+
+@pytest.mark.parametrize("damage", [{"score": "high"}, {"score": None}, {"n_samples": 1.5}, {"model": 7}, "drop",
+                                    "not json", []])
+def test_a_damaged_cache_entry_is_recomputed_never_trusted(tmp_path, tokenizer, text_ds, damage):
+    torch.manual_seed(0)
+    model = tf.BertForSequenceClassification(tf.BertConfig(vocab_size=tokenizer.vocab_size, **TINY_BERT))
+    path = _save(model, tmp_path / "saved", tokenizer)
+    scorer = _scorer(tmp_path=tmp_path / "cache")
+    first = scorer.score(path, text_ds, text_column="sentence")
+    (entry,) = (tmp_path / "cache").glob("*.json")
+    data = json.loads(entry.read_text())
+    if damage == "drop":
+        del data["result"]["score"]
+    elif isinstance(damage, dict):
+        data["result"].update(damage)
+    else:
+        data = damage
+    entry.write_text(data if isinstance(data, str) else json.dumps(data))
+    again = scorer.score(path, text_ds, text_column="sentence")
+    assert not again.cached and again.score == first.score
+    assert scorer.score(path, text_ds, text_column="sentence").cached  # the recomputed entry replaced it
+
+
+def test_a_timm_repository_with_only_pickled_weights_is_refused_unless_allowed(tmp_path, image_ds):
+    """timm falls back to pytorch_model.bin by itself: without allow_pickle neither loader may unpickle it."""
+    import timm
+    from huggingface_hub import HfApi
+
+    from hf_twophase.inputs.checkpoints import PickledWeightsError
+    from hf_twophase.proxy.models import load_model
+    from hf_twophase.trainer.candidates import Candidate, CandidateError, load_candidate
+
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=3)
+    pickled, safe = tmp_path / "pickled", tmp_path / "safe"
+    timm.models.save_for_hf(model, str(pickled), safe_serialization=False)
+    timm.models.save_for_hf(model, str(safe), safe_serialization=True)
+    assert {p.name for p in pickled.iterdir()} == {"config.json", "pytorch_model.bin"}
+    api = HfApi()
+    repos = {}
+    for name, folder in (("pickled", pickled), ("safe", safe)):
+        repos[name] = api.create_repo(f"tests/timm-{name}-{tmp_path.name[-12:]}", exist_ok=True).repo_id
+        api.upload_folder(repo_id=repos[name], folder_path=str(folder))
+    columns = detect_columns(image_ds)
+    for spec in (f"hf-hub:{repos['pickled']}", f"local-dir:{pickled}", str(pickled)):
+        with pytest.raises(PickledWeightsError, match="no model.safetensors"):
+            load_model(spec)
+        with pytest.raises(CandidateError, match="no model.safetensors"):
+            load_candidate(Candidate.of(spec), columns)
+    assert load_model(f"hf-hub:{repos['pickled']}", allow_pickle=True).kind == "timm"
+    assert load_model(f"hf-hub:{repos['safe']}").kind == "timm"
+    assert isinstance(load_candidate(Candidate.of(f"hf-hub:{repos['safe']}"), columns)[0], torch.nn.Module)

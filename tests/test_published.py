@@ -121,7 +121,7 @@ def test_a_negative_proxy_weight_is_refused_before_any_work(capsys, tmp_path):
     proxy.write_text("model,dataset,method,score\nFacebookAI/roberta-base,sst2,leep,-0.5\n")
     argv = ["recall", "--records", str(records), "--proxy", str(proxy), "--target", "sst2", "--proxy-weight", "-1"]
     assert main(argv) == 2
-    assert "proxy_weight must be a finite number >= 0" in capsys.readouterr().err
+    assert "--proxy-weight: expected a number >= 0" in capsys.readouterr().err
 
 
 def test_a_malformed_checkout_writes_nothing(tmp_path):

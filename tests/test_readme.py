@@ -71,10 +71,10 @@ def test_readme_example_runs_as_written(tmp_path):
     with LocalHub(tmp_path / "hub") as hub:
         env = {**os.environ, **hub_environment(hub.url, tmp_path / "hf_home"), "PYTHONPATH": str(ROOT)}
         seeded = subprocess.run([sys.executable, str(tmp_path / "seed.py"), str(tmp_path)], env=env, cwd=ROOT,
-                                capture_output=True, text=True, timeout=600)
+                                capture_output=True, text=True, timeout=240)
         assert seeded.returncode == 0, seeded.stderr[-3000:]
         ran = subprocess.run([sys.executable, str(tmp_path / "example.py")], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=900)
+                             capture_output=True, text=True, timeout=240)
     assert ran.returncode == 0, ran.stderr[-3000:]
     winner, score = ran.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     assert winner.startswith("tiny-org/classifier-") and 0.0 <= float(score) <= 1.0

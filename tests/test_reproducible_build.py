@@ -22,7 +22,7 @@ def build(out: Path, model: str, *extra: str) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "hf_twophase", "build-matrix", "--models", model, "--benchmarks",
             "rotten_tomatoes_snippets", "--out", str(out), "--subset", "64", "--eval-subset", "32", "--epochs", "1",
             "--cpu", "--json", *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    return subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

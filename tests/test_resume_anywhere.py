@@ -21,7 +21,7 @@ HELPER = Path(__file__).with_name("crash_helper.py")
 def test_a_crash_at_any_point_resumes_to_the_same_selection(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(HELPER.parent.parent)}
     run = subprocess.run([sys.executable, str(HELPER), str(tmp_path / "models"), str(tmp_path)], env=env,
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     points = results["points"]

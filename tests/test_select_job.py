@@ -84,13 +84,15 @@ def _job_argv(root, models) -> list[str]:
 
 
 def _run_entry_point(launch: list[str], argv: list[str]):
+    """examples/select.py as a user starts it: from its own folder, where it sits beside the others under the name
+    of a standard-library module."""
     import os
     import subprocess
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    return subprocess.run([*launch, str(repo / "examples" / "select.py"), *argv],
-                          env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*launch, "select.py", *argv], cwd=repo / "examples",
+                          env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=240)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,7 @@ def one_process(setup, tmp_path_factory) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
 def test_two_processes_through_the_users_entry_point(setup, tmp_path, launcher, one_process):
     """`torchrun --nproc_per_node 2 examples/select.py` and `accelerate launch --multi_gpu --num_processes 2
@@ -123,6 +126,7 @@ def test_two_processes_through_the_users_entry_point(setup, tmp_path, launcher, 
     assert done.stderr.count("  done in ") == 1 and done.stderr.count("phase 1: ranking") == 1  # one main process
     assert (out / "report.json").is_file() and (out / "winner" / "config.json").is_file()
     assert two["recalled"] == one_process["recalled"]  # phase 1 as in one process
+    assert one_process["winner"] in one_process["recalled"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -131,7 +135,8 @@ def test_two_processes_through_the_users_entry_point(setup, tmp_path, launcher, 
     (["--budget=-2"], "--budget: expected a positive integer, got -2"),
     (["--stage-steps", "0"], "--stage-steps: expected a positive integer"),
     (["--limit", "x"], "--limit: expected a positive integer, got 'x'"),
-    (["--growth", "0"], "--growth: expected a positive number"),
+    (["--growth", "0"], "--growth: expected a number >= 1"),
+    (["--growth", "0.5"], "--growth: expected a number >= 1"),
     (["--learning-rate=-1e-3"], "--learning-rate: expected a positive number"),
     (["--cold-budget=-1"], "--cold-budget: expected an integer >= 0"),
 ])
@@ -174,6 +179,7 @@ def test_class_name_labels_are_encoded_and_kept_in_the_winner(setup, capsys, tmp
     assert {p["label"] for p in classifier(list(data["text"][:8]))} <= set(names)
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_with_one_line_and_the_resume_command(setup, tmp_path):
     import os
     import signal
@@ -265,3 +271,21 @@ def test_a_cost_above_successive_halving_is_explained():
     assert "runner-up" in _above_halving(report) and "--variant calibrated never does" in _above_halving(report)
     report.candidates[1] = CandidateReport(name="b", status="pruned", reason="trend-pruned")
     assert "kept candidates that halving would have cut" in _above_halving(report)
+
+
+def test_a_loading_script_dataset_and_a_folder_without_data_end_with_one_message(capsys, tmp_path, local_hub):
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo = api.create_repo(f"tests/scripted-{tmp_path.name[-10:]}", repo_type="dataset", exist_ok=True).repo_id
+    script = "import datasets\nclass Scripted(datasets.GeneratorBasedBuilder):\n    pass\n"
+    api.upload_file(path_or_fileobj=script.encode(), path_in_repo=f"{repo.split('/')[1]}.py", repo_id=repo,
+                    repo_type="dataset")
+    empty, no_images = tmp_path / "empty", tmp_path / "no_images"
+    empty.mkdir()
+    (no_images / "cat").mkdir(parents=True)
+    (no_images / "cat" / "notes.txt").write_text("no image here")
+    for spec, message in ((repo, "loading script"), (str(empty), "holds no files"),
+                          (str(no_images), "holds no image files")):
+        code, err = _run(capsys, "--dataset", spec, "--output-dir", tmp_path / "out", "--cpu")
+        assert code == 2 and message in err and "Traceback" not in err, err

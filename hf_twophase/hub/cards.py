@@ -1,4 +1,4 @@
-"""Hub cards rendered from the templates in ``hub_cards/``: one for the performance matrix, one for a winner.
+"""Hub cards rendered from the templates in ``hub/templates/``: one for the performance matrix, one for a winner.
 
 Why templates in their own folder: the cards are product text that people edit without touching code, and the
 Hub's own card classes (``DatasetCard`` / ``ModelCard``) render them with Jinja and validate their YAML header.
@@ -21,11 +21,8 @@ DEFAULT_MEASUREMENT = (
 
 
 def template_path(name: str) -> Path:
-    """Where a card template lives: ``hub_cards/`` in a source checkout, ``hf_twophase/hub_cards`` when installed."""
-    checkout = Path(__file__).resolve().parents[2] / "hub_cards" / name
-    if checkout.is_file():
-        return checkout
-    return Path(str(resources.files("hf_twophase").joinpath("hub_cards", name)))
+    """A card template shipped with the package (``hf_twophase/hub/templates``), in a checkout and installed alike."""
+    return Path(str(resources.files("hf_twophase.hub").joinpath("templates", name)))
 
 
 def _score_table(matrix: PerformanceMatrix, max_models: int = 50, max_benchmarks: int = 12) -> str:

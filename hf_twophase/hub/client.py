@@ -130,16 +130,29 @@ def load_matrix(repo_id: str, *, revision: str | None = None, token: str | bool 
                              validate=False)
 
 
+def is_remote_missing(error: BaseException | None) -> bool:
+    """The Hub answered that the file is not there (not: the Hub could not be reached and the cache lacks it).
+
+    huggingface_hub 1.x raises ``RemoteEntryNotFoundError`` for the first; 0.x raises ``EntryNotFoundError`` for
+    both, with ``LocalEntryNotFoundError`` (a subclass) for the second."""
+    from huggingface_hub import errors
+
+    remote = getattr(errors, "RemoteEntryNotFoundError", None)
+    if remote is not None:
+        return isinstance(error, remote)
+    return isinstance(error, errors.EntryNotFoundError) and not isinstance(error, errors.LocalEntryNotFoundError)
+
+
 def load_proxy_table(repo_id: str, *, revision: str | None = None, token: str | bool | None = None
                      ) -> pd.DataFrame | None:
     """The proxy scores published next to a matrix, or None when it has none."""
-    from huggingface_hub import errors, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
     try:
         with hub_errors(f"the proxy scores of {repo_id} ({PROXY_PATH})"):
             path = hf_hub_download(repo_id, PROXY_PATH, repo_type="dataset", revision=revision, token=token)
     except HubError as err:
-        if isinstance(err.__cause__, errors.RemoteEntryNotFoundError):  # the Hub answered: no proxy table here
+        if is_remote_missing(err.__cause__):  # the Hub answered: no proxy table here
             return None
         raise
     frame = _read_parquet(path, f"hf://datasets/{repo_id}/{PROXY_PATH}")

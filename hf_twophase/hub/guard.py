@@ -21,8 +21,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub.utils import HFValidationError, validate_repo_id
-
 from hf_twophase.errors import HFTwoPhaseError
 
 # singular names in request bodies (create, delete) -> the plural folder and URL names
@@ -32,6 +30,7 @@ ALL_NAMESPACES = "*"
 MAX_PATH_LENGTH = 1000  # characters of a file path inside a repository
 MAX_REVISION_LENGTH = 256
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_REPO_ID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 class RequestRejected(Exception):
@@ -65,9 +64,16 @@ def repo_type_folder(value: object, *, singular: bool) -> str:
 
 
 def repo_id(value: object) -> str:
-    """A repository id by the Hub's own rules (``huggingface_hub.utils.validate_repo_id``)."""
+    """A repository id by the Hub's own rules (``huggingface_hub.utils.validate_repo_id``), ASCII only whatever
+    the installed client's version accepts."""
     if not isinstance(value, str) or not value:
         raise _bad(f"repository id must be a non-empty string like 'namespace/name', got {value!r}")
+    if not _REPO_ID.fullmatch(value):
+        raise _bad(f"invalid repository id {value[:96]!r}: expected 'namespace/name' of ASCII letters, digits, '-', "
+                   "'_' and '.'")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id  # here: the Hub clients read HF_ENDPOINT
+    # once, at their first import, and a test or air-gapped setup starts this server before it sets HF_ENDPOINT
+
     try:
         validate_repo_id(value)
     except HFValidationError as error:
@@ -188,6 +194,8 @@ class AccessPolicy:
 
 
 def _is_namespace(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     try:
         validate_repo_id(name)
     except HFValidationError:

@@ -9,6 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hf_twophase.errors import HFTwoPhaseError
+
+TIMM_SAFE_WEIGHTS = "model.safetensors"
+
+
+class PickledWeightsError(HFTwoPhaseError, ValueError):
+    """A checkpoint offers only pickled weights and the caller did not allow pickles."""
+
 
 def is_timm_dir(path: Path) -> bool:
     """A timm folder (``config.json`` with an ``architecture`` and no transformers ``model_type``)."""
@@ -21,6 +29,39 @@ def is_timm_dir(path: Path) -> bool:
         return False
     return "architecture" in data and "model_type" not in data
 
+
+
+def timm_source(spec: str, *, allow_pickle: bool) -> str:
+    """The name to give ``timm.create_model`` for ``spec`` (a folder, ``local-dir:``, ``hf-hub:`` or a Hub id), such
+    that it loads safetensors weights only, unless ``allow_pickle``.
+
+    timm falls back to ``pytorch_model.bin`` by itself when a repository has no safetensors file, and unpickling is
+    code execution in the worst case; so without ``allow_pickle`` a Hub repository's ``model.safetensors`` and
+    ``config.json`` are fetched first and the model is built from that folder, where no pickle was downloaded.
+    """
+    path = Path(spec.removeprefix("local-dir:"))
+    if spec.startswith("local-dir:") or path.is_dir():
+        if not allow_pickle and not (path / TIMM_SAFE_WEIGHTS).is_file():
+            raise PickledWeightsError(f"timm model at {path} has no {TIMM_SAFE_WEIGHTS}; expected safetensors "
+                                      "weights (pass allow_pickle=True to load pickled weights you trust)")
+        return f"local-dir:{path}"
+    repo = spec.removeprefix("hf-hub:")
+    if allow_pickle:
+        return f"hf-hub:{repo}"
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from hf_twophase.hub.client import is_remote_missing
+
+    try:
+        weights = Path(hf_hub_download(repo, TIMM_SAFE_WEIGHTS))
+    except EntryNotFoundError as exc:
+        if not is_remote_missing(exc):
+            raise
+        raise PickledWeightsError(f"timm model {repo} has no {TIMM_SAFE_WEIGHTS} on the Hub; expected safetensors "
+                                  "weights (pass allow_pickle=True to load pickled weights you trust)") from None
+    hf_hub_download(repo, "config.json")
+    return f"local-dir:{weights.parent}"
 
 
 def load_hint(exc: BaseException, *, allow_pickle: bool) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hf_twophase.errors import HFTwoPhaseError
-from hf_twophase.inputs.checkpoints import is_timm_dir, load_hint
+from hf_twophase.inputs.checkpoints import is_timm_dir, load_hint, timm_source
 from hf_twophase.inputs.columns import as_rgb
 
 HEAD_KINDS = ("text-classifier", "image-classifier", "timm", "masked-lm")
@@ -63,14 +63,7 @@ def _timm_transform(model: torch.nn.Module):
 def _load_timm(spec: str, *, allow_pickle: bool) -> torch.nn.Module:
     import timm
 
-    path = Path(spec.removeprefix("local-dir:"))
-    if spec.startswith("local-dir:") or path.is_dir():
-        weights = list(path.glob("*.safetensors"))
-        if not weights and not allow_pickle:
-            raise ModelLoadError(f"timm model at {path} has no .safetensors weights; expected model.safetensors "
-                                 "(or pass allow_pickle=True to load pickled weights)")
-        return timm.create_model(f"local-dir:{path}", pretrained=True)
-    return timm.create_model(spec if spec.startswith("hf-hub:") else f"hf-hub:{spec}", pretrained=True)
+    return timm.create_model(timm_source(spec, allow_pickle=allow_pickle), pretrained=True)
 
 
 def load_model(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hf_twophase.atomic import write_json_atomic
+from hf_twophase.atomic import StateFileError, check_fields, read_state, write_json_atomic
 from hf_twophase.cache import cache_root
 from hf_twophase.inputs.columns import Columns, detect_columns, stratified_indices
 from hf_twophase.proxy.leep import LEEPAccumulator
@@ -38,6 +39,8 @@ from hf_twophase.proxy.models import (
     prepare_on_device,
 )
 from hf_twophase.proxy.models import n_source_labels as count_source_labels
+
+logger = logging.getLogger(__name__)
 
 PATHS = {"text-classifier": "classifier-head", "image-classifier": "classifier-head", "timm": "classifier-head",
          "masked-lm": "masked-lm-head"}
@@ -105,6 +108,11 @@ class ProxyResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_CACHED_RESULT = {"model": str, "method": str, "score": float, "normalized?": float, "n_samples": int, "path": str,
+                  "source_labels": str, "n_source_labels?": int, "seconds": float}
+_CACHED_RESULT_NAMES = [name.rstrip("?") for name in _CACHED_RESULT]
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -300,11 +308,15 @@ class _ProxyScorer:
         path = self._cache_path(parts)
         if path is None or not path.is_file():
             return None
-        try:
-            data = json.loads(path.read_text())
-            return ProxyResult(**{**data["result"], "cached": True})
-        except (ValueError, KeyError, TypeError):
-            return None  # a damaged cache entry is recomputed, never trusted
+        try:  # a damaged or foreign cache entry is recomputed, never trusted
+            entry = read_state(path, {"key": dict, "result": dict}, what="proxy-score cache entry")
+            result = check_fields(entry["result"], _CACHED_RESULT, path=path, what="proxy-score cache entry")
+            if entry["key"] != json.loads(json.dumps(parts, sort_keys=True)):
+                return None  # a hash collision, or an entry copied from elsewhere
+            return ProxyResult(**{k: result.get(k) for k in _CACHED_RESULT_NAMES}, cached=True)
+        except StateFileError as exc:
+            logger.info("recomputing the proxy score: %s", exc)
+            return None
 
     def _cache_put(self, parts: dict, result: ProxyResult) -> None:
         path = self._cache_path(parts)

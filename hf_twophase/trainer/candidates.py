@@ -22,7 +22,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.errors import HFTwoPhaseError
-from hf_twophase.inputs.checkpoints import is_timm_dir, load_hint
+from hf_twophase.inputs.checkpoints import is_timm_dir, load_hint, timm_source
 from hf_twophase.inputs.columns import Columns, as_rgb
 
 
@@ -77,13 +77,10 @@ class Prepared:
     image_size: int | None = None  # the resolution a timm model was trained at, when not its own
 
 
-def _timm_for(spec: str, n_classes: int) -> torch.nn.Module:
+def _timm_for(spec: str, n_classes: int, *, allow_pickle: bool) -> torch.nn.Module:
     import timm
 
-    path = Path(spec.removeprefix("local-dir:"))
-    name = f"local-dir:{path}" if (spec.startswith("local-dir:") or path.is_dir()) else (
-        spec if spec.startswith("hf-hub:") else f"hf-hub:{spec}")
-    return timm.create_model(name, pretrained=True, num_classes=n_classes)
+    return timm.create_model(timm_source(spec, allow_pickle=allow_pickle), pretrained=True, num_classes=n_classes)
 
 
 def _timm_transform(module: torch.nn.Module, image_size: int | None):
@@ -114,7 +111,7 @@ def load_candidate(candidate: Candidate, columns: Columns, *, trust_remote_code:
         if spec.startswith("packaged:"):
             return _load_packaged(candidate, spec.removeprefix("packaged:"), columns, image_size)
         if spec.startswith(("hf-hub:", "local-dir:", "timm/")) or is_timm_dir(Path(spec)):
-            model = _timm_for(spec, n)
+            model = _timm_for(spec, n, allow_pickle=allow_pickle)
             return TimmClassifier(model), _timm_transform(model, image_size), "timm"
         common = {"trust_remote_code": trust_remote_code}
         weights = {**common, "use_safetensors": None if allow_pickle else True, "num_labels": n,

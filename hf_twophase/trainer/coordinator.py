@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import gc
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from hf_twophase.errors import SelectionError
 from hf_twophase.inputs.columns import Columns, detect_columns
 from hf_twophase.method.policies import SelectionPolicy, StageSchedule, SuccessiveHalving
 from hf_twophase.method.registry import default_stage
+from hf_twophase.paths import UnsafePathError, folder_name, real_folder, remove_tree
 from hf_twophase.trainer.callback import FineSelectionCallback
 from hf_twophase.trainer.candidates import (
     Candidate,
@@ -375,8 +375,11 @@ class SelectionCoordinator:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(manifest_file, {"candidates": names, "budget": self.budget,
                                           "policy": self.policy_factory().describe(), "metric": self.metric}, indent=2)
-        return DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
-                                       timeout=self.timeout, poll=0.05)
+        state = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
+                                        timeout=self.timeout, poll=0.05)
+        if existed:
+            state.check()  # a damaged state file ends the resume here, named, before anything trains
+        return state
 
     @staticmethod
     def _stuck(asked: dict[str, int], state: SelectionState) -> str:
@@ -455,6 +458,8 @@ class SelectionCoordinator:
         from transformers import Trainer
 
         stage = min(self._stage_ends()[0], max(1, self.args.logging_steps or 1))
+        if self._main:  # checkpoints land in a real folder of ours, whatever was planted under its name
+            real_folder(self.output_dir, self._candidate_dir(slot))
         args = dataclasses.replace(  # checkpoints are kept to the newest complete one by mark_complete
             self.args, output_dir=str(self._candidate_dir(slot)), max_steps=self.budget, eval_strategy="no",
             save_strategy="no", save_total_limit=None, load_best_model_at_end=False, report_to=[],
@@ -497,7 +502,7 @@ class SelectionCoordinator:
         return self.policy_factory().schedule.ends(self.budget)
 
     def _candidate_dir(self, slot: _Slot) -> Path:
-        return self.output_dir / "candidates" / slot.candidate.name.replace("/", "--")
+        return self.output_dir / "candidates" / folder_name(slot.candidate.name)
 
     def _latest_checkpoint(self, slot: _Slot) -> Path | None:
         """The newest complete checkpoint: one cut short by a crash lacks the marker written last."""
@@ -510,7 +515,10 @@ class SelectionCoordinator:
         except Exception as exc:  # noqa: BLE001 - the checkpoint is being removed anyway
             logger.info("candidate %s: a stage checkpoint failed to write (%s); it is removed anyway",
                         slot.candidate.name, exc)
-        shutil.rmtree(self._candidate_dir(slot), ignore_errors=True)
+        try:
+            remove_tree(self.output_dir, self._candidate_dir(slot))
+        except (OSError, UnsafePathError) as exc:  # what is left on disk costs space, never the selection
+            logger.warning("candidate %s: its folder could not be removed (%s)", slot.candidate.name, exc)
         slot.trainer = None
         slot.prepared = None
         if torch.cuda.is_available():  # accelerator memory is the scarce kind: reclaim it now, cycles included
@@ -548,6 +556,8 @@ class SelectionCoordinator:
             report.extra["labels"] = list(self.columns.class_names)  # as the winner's id2label names them
         slot = slots[winner]
         winner_dir = self.output_dir / "winner"
+        if self._main:  # a link planted at winner/ or below it is replaced, never written through
+            real_folder(self.output_dir, winner_dir)
         distributed = several_ranks()
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             # writing the weights releases the GIL: the report and its plot are drawn meanwhile. Under several

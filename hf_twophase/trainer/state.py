@@ -27,10 +27,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_twophase.atomic import write_json_atomic
+from hf_twophase.atomic import StateFileError, read_state, write_json_atomic
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.engine import SelectionRun
 from hf_twophase.method.policies import Decision, SelectionPolicy
+from hf_twophase.paths import folder_name
+
+REPORT_FIELDS = {"candidate": str, "step": int, "val": float}
+DROPPED_FIELDS = {"candidate": str, "reason": str}
+_DAMAGED_HINT = ("delete the output folder's selection_state (or pass --overwrite) to start the selection again; "
+                 "a resume cannot trust it")
 
 PolicyFactory = Callable[[], SelectionPolicy]
 
@@ -219,47 +225,51 @@ class DirectorySelectionState(SelectionState):
         (self.path / "dropped").mkdir(exist_ok=True)
         self._cond = _PollingCondition(poll)  # other processes cannot notify us: waiting re-reads the folder
 
-    @staticmethod
-    def _safe(name: str) -> str:
-        return name.replace("/", "--")
-
     def _write_report(self, candidate, step, value):
-        write_json_atomic(self.path / "reports" / f"{step:08d}__{self._safe(candidate)}.json",
+        write_json_atomic(self.path / "reports" / f"{step:08d}__{folder_name(candidate)}.json",
                            {"candidate": candidate, "step": step, "val": value, "time": time.time()})
 
     def _read_reports(self):
         out: dict[int, dict[str, float]] = {}
-        for f in (self.path / "reports").glob("*.json"):
-            try:
-                data = json.loads(f.read_text())
-            except ValueError:
-                continue  # being written
-            out.setdefault(int(data["step"]), {})[data["candidate"]] = float(data["val"])
+        for f in (self.path / "reports").glob("*.json"):  # written atomically: a file that cannot be read is damaged
+            data = read_state(f, REPORT_FIELDS, what="selection report", hint=_DAMAGED_HINT)
+            out.setdefault(data["step"], {})[data["candidate"]] = float(data["val"])
         return out
 
     def _write_dropped(self, candidate, reason):
-        write_json_atomic(self.path / "dropped" / f"{self._safe(candidate)}.json",
+        write_json_atomic(self.path / "dropped" / f"{folder_name(candidate)}.json",
                            {"candidate": candidate, "reason": reason})
 
     def _read_dropped(self):
         out = {}
         for f in (self.path / "dropped").glob("*.json"):
-            try:
-                data = json.loads(f.read_text())
-                out[data["candidate"]] = data["reason"]
-            except ValueError:
-                continue
+            data = read_state(f, DROPPED_FIELDS, what="dropped-candidate record", hint=_DAMAGED_HINT)
+            out[data["candidate"]] = data["reason"]
         return out
 
     def _decided(self, step):
         f = self.path / "decisions" / f"{step:08d}.json"
         if not f.is_file():
             return None
-        try:
-            data = json.loads(f.read_text())
-        except ValueError:
-            return None
-        return {"reports": {int(s): r for s, r in data["reports"].items()}}
+        data = read_state(f, {"reports": dict}, what="stage decision", hint=_DAMAGED_HINT)
+        reports: dict[int, dict[str, float]] = {}
+        for stage, scores in data["reports"].items():
+            if not (isinstance(stage, str) and stage.isdigit() and isinstance(scores, dict)
+                    and all(isinstance(v, int | float) and not isinstance(v, bool) for v in scores.values())):
+                found = json.dumps({stage: scores})[:80]
+                raise StateFileError(f"stage decision {f} is damaged: 'reports' should map stage numbers to "
+                                     f"{{candidate: score}}, found {found}; {_DAMAGED_HINT}")
+            reports[int(stage)] = {str(k): float(v) for k, v in scores.items()}
+        return {"reports": reports}
+
+    def check(self) -> None:
+        """Read every state file once, so that a damaged one ends a resume before any training, with its name."""
+        self._read_reports()
+        self._read_dropped()
+        for f in (self.path / "decisions").glob("*.json"):
+            if not f.stem.isdigit():
+                raise StateFileError(f"stage decision {f} is not named after a step; {_DAMAGED_HINT}")
+            self._decided(int(f.stem))
 
     def _write_decision(self, step, reports):
         f = self.path / "decisions" / f"{step:08d}.json"

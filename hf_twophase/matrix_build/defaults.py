@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hf_twophase.atomic import read_json, write_json_atomic
-from hf_twophase.build.builder import BuildConfig, build_matrix, train_cell
 from hf_twophase.cache import cache_root
+from hf_twophase.matrix_build.builder import BuildConfig, build_matrix, train_cell
 from hf_twophase.records.matrix import PerformanceMatrix, packaged_matrices_dir
 
 EMBEDDED = "embedded:"  # how the shipped matrix names a derived model, whose files live in each user's cache
@@ -131,7 +131,7 @@ def _is_saved(target: Path) -> bool:
 
 def _derive(base: str, benchmark: str, target: Path, config: BuildConfig, root: Path, progress: bool) -> bool:
     """Fine-tune ``base`` on ``benchmark`` into ``target`` unless it is there; True when it was trained now."""
-    from hf_twophase.build.benchmarks import get_benchmark
+    from hf_twophase.matrix_build.benchmarks import get_benchmark
 
     if _is_saved(target):
         return False

@@ -21,13 +21,13 @@ from pathlib import Path
 import pandas as pd
 from transformers import TrainerCallback
 
-from hf_twophase.atomic import read_json, write_json_atomic
-from hf_twophase.build.benchmarks import BenchmarkSpec, get_benchmark
+from hf_twophase.atomic import StateFileError, read_state, write_json_atomic
+from hf_twophase.errors import SelectionError
+from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.matrix_build.benchmarks import BenchmarkSpec, get_benchmark
+from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.trainer.candidates import Candidate, accuracy, prepare, save_trained
 from hf_twophase.trainer.distributed import has_accelerator
-from hf_twophase.errors import SelectionError
-from hf_twophase.records.matrix import PerformanceMatrix
-from hf_twophase.inputs.columns import detect_columns
 
 
 @dataclass
@@ -75,6 +75,31 @@ def _cell_file(out: Path, model: str, benchmark: str) -> Path:
     return out / "cells" / f"{safe}.{key}.json"
 
 
+_CELL_HINT = "delete it to train that cell again"
+
+
+def _read_cell(path: Path) -> dict:
+    """A finished or failed cell, checked: a damaged one is one error naming the file, never a KeyError later."""
+    cell = read_state(path, {"model": str, "benchmark": str, "status": str, "config?": dict, "rows?": list,
+                             "reason?": str}, what="matrix cell", hint=_CELL_HINT)
+    if cell["status"] not in ("done", "failed"):
+        raise StateFileError(f"matrix cell {path} is damaged: 'status' should be 'done' or 'failed', found "
+                             f"{cell['status'][:40]!r}; {_CELL_HINT}")
+    if cell["status"] == "done" and not (isinstance(cell.get("rows"), list)
+                                         and all(isinstance(r, dict) for r in cell["rows"])):
+        raise StateFileError(f"matrix cell {path} is damaged: a finished cell's 'rows' should be a list of records; "
+                             f"{_CELL_HINT}")
+    return cell
+
+
+def _cells_folder(out: Path) -> Path:
+    folder = out / "cells"
+    if folder.exists() and not folder.is_dir():
+        raise SelectionError(f"{folder} should be the folder of matrix cells but is a file; move it away or choose "
+                             "another output folder")
+    return folder
+
+
 def recipe(config: BuildConfig) -> dict:
     """The settings that decide what a cell holds (where it trains does not, so ``use_cpu`` is left out)."""
     out = asdict(config)
@@ -86,13 +111,14 @@ def cells_to_train(grid: Sequence[tuple], out: Path, config: BuildConfig, *, ove
     """The cells of ``grid`` (model, name, spec) that still need training. A finished cell trained with other
     settings is an error unless ``overwrite`` (then it is trained again): reusing it would silently mix recipes."""
     wanted = recipe(config)
+    _cells_folder(out)
     todo, differing = [], {}
     for cell in grid:
         path = _cell_file(out, cell[1], cell[2].name)
         if not path.is_file():
             todo.append(cell)
             continue
-        saved = read_json(path, what="matrix cell", hint="delete it to train that cell again").get("config") or {}
+        saved = _read_cell(path).get("config") or {}
         # a setting added after the cell was trained held its default then
         saved = {**recipe(BuildConfig()), **{k: v for k, v in saved.items() if k != "use_cpu"}}
         if saved != wanted:
@@ -276,8 +302,8 @@ def collect(out_dir: str | os.PathLike) -> PerformanceMatrix:
     """Records of every finished cell under `out_dir`, written to `records.parquet` atomically."""
     out = Path(out_dir)
     rows, failed = [], []
-    for f in sorted((out / "cells").glob("*.json")):
-        cell = read_json(f, what="matrix cell", hint="delete it to train that cell again")
+    for f in sorted(_cells_folder(out).glob("*.json")):
+        cell = _read_cell(f)
         if cell["status"] == "done":
             rows.extend(cell["rows"])
         else:
