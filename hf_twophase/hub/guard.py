@@ -211,7 +211,16 @@ def check_writable(identity: Identity | None, repo: str) -> Identity:
     return identity
 
 
+def repo_not_found(repo: str) -> RequestRejected:
+    """The one answer for a repository that does not exist and for a private one the sender may not see."""
+    return RequestRejected(404, f"Repository '{repo}' not found.", "RepoNotFound")
+
+
+def can_read(identity: Identity | None, repo: str, private: bool) -> bool:
+    return not private or (identity is not None and identity.owns(repo))
+
+
 def check_visible(identity: Identity | None, repo: str, private: bool) -> None:
     """A private repository is answered as missing to anyone outside its namespace, as the Hub does."""
-    if private and (identity is None or not identity.owns(repo)):
-        raise RequestRejected(404, f"Repository '{repo}' not found.", "RepoNotFound")
+    if not can_read(identity, repo, private):
+        raise repo_not_found(repo)

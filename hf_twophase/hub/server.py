@@ -26,8 +26,8 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -41,18 +41,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import yaml
-
 from hf_twophase.hub import guard
+from hf_twophase.hub.front_matter import FrontMatterError, front_matter_text, parse_yaml
 from hf_twophase.hub.guard import AccessPolicy, Identity, RequestRejected
 from hf_twophase.hub.storage import HubServerError, HubStorage
 
+logger = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20  # JSON and NDJSON requests (a commit carries its small files inline)
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**30  # one LFS object, streamed to disk
 DEFAULT_TIMEOUT = 30.0  # seconds a client may stay silent in the middle of a request
 DEFAULT_MAX_CONNECTIONS = 64
 UPLOAD_TICKET_SECONDS = 3600
+DEFAULT_REQUEST_DEADLINE = 60.0  # seconds one request may take to arrive whole (LFS uploads: more, by their size)
+UPLOAD_MIN_BYTES_PER_SECOND = 1 << 20  # the slowest upload rate a deadline allows for
+LISTEN_BACKLOG = 128
+MAX_JSON_DEPTH = 64
+MAX_PATHS_INFO = 1000  # paths in one paths-info request
+MAX_LFS_BATCH = 1000  # objects in one LFS batch request (huggingface_hub sends at most 256)
 _SEGMENT = r"[^/]+"
 _REPO = rf"(?P<repo>{_SEGMENT}(?:/{_SEGMENT})?)"
 _TYPE = r"(?P<type>models|datasets|spaces)"
@@ -62,15 +68,9 @@ _CHUNK = 1 << 20
 
 
 
-def _card_metadata(text: str) -> dict:
-    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, flags=re.S)
-    if not match:
-        return {}
-    try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
-        return {}
-    return json.loads(json.dumps(data, default=str)) if isinstance(data, dict) else {}  # YAML dates -> strings
+def _header_value(value: object) -> str:
+    """A header value that cannot end the header or start another: printable ASCII only, anything else as '?'."""
+    return re.sub(r"[^\x20-\x7e]", "?", str(value))
 
 
 def _strings(value: Any) -> list[str]:
@@ -129,11 +129,27 @@ def _parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
     return header, operations
 
 
+def _depth_ok(data: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """No list or object nested deeper than ``limit`` (checked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return True
+
+
 def _json(body: bytes, *, what: str = "request body", kind: type = dict) -> Any:
     try:
         data = json.loads(body or (b"{}" if kind is dict else b"[]"))
+    except RecursionError:
+        raise RequestRejected(400, f"The {what} is nested deeper than {MAX_JSON_DEPTH} levels.") from None
     except (ValueError, UnicodeDecodeError):
         raise RequestRejected(400, f"The {what} is not valid JSON.") from None
+    if not _depth_ok(data):
+        raise RequestRejected(400, f"The {what} is nested deeper than {MAX_JSON_DEPTH} levels.")
     if not isinstance(data, kind):
         raise RequestRejected(400, f"The {what} must be a JSON {'object' if kind is dict else 'array'}, "
                                    f"got {type(data).__name__}.")
@@ -187,16 +203,14 @@ def _tree(files: dict[str, dict], folder: str, recursive: bool) -> list[dict] | 
 def _info(storage: HubStorage, repo: dict, revision: str = "main") -> dict:
     oid, commit = storage.resolve(repo, revision)
     files = commit["files"]
-    card = {}
-    if "README.md" in files:
-        card = _card_metadata(storage.read_blob(files["README.md"]["sha256"]).decode("utf-8", "replace"))
+    card = storage.card_metadata(files["README.md"]["sha256"]) if "README.md" in files else {}
     settings = repo["settings"]
     tags = _strings(card.get("tags")) + _strings(card.get("library_name")) + _strings(card.get("language"))
     tags += [f"license:{x}" for x in _strings(card.get("license"))] + _strings(card.get("pipeline_tag"))
     info = {
         "_id": hashlib.sha1(repo["id"].encode()).hexdigest()[:24], "id": repo["id"], "sha": oid,
         "private": bool(settings.get("private")), "gated": settings.get("gated") or False, "disabled": False,
-        "downloads": int(settings.get("downloads", 0)), "likes": int(settings.get("likes", 0)),
+        "downloads": storage.downloads(repo), "likes": int(settings.get("likes", 0)),
         "tags": sorted(set(tags)), "createdAt": repo["created_at"], "lastModified": commit["date"],
         "cardData": card or None, "author": repo["id"].split("/")[0] if "/" in repo["id"] else None,
         "siblings": [{"rfilename": p, "size": e["size"], "blobId": e["oid"],
@@ -223,6 +237,41 @@ class _Upload:
     oid: str
     size: int
     expires: float
+    writer: str  # the token's name that asked for it: a finished upload lets that writer reference the blob
+
+
+class _Watchdog:
+    """Cuts off every request still arriving after its deadline, with one thread for all connections."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[Any, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="local-hub-deadlines", daemon=True)
+        self._thread.start()
+
+    def arm(self, handler: Any, seconds: float) -> None:
+        with self._lock:
+            self._deadlines[handler] = time.monotonic() + seconds
+
+    def disarm(self, handler: Any) -> None:
+        with self._lock:
+            self._deadlines.pop(handler, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [h for h, at in self._deadlines.items() if at < now]
+                for handler in late:
+                    del self._deadlines[handler]
+            for handler in late:
+                handler.close_connection = True
+                with contextlib.suppress(OSError):
+                    handler.connection.shutdown(socket.SHUT_RDWR)  # the handler's next read ends at once
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -233,13 +282,28 @@ class _Handler(BaseHTTPRequestHandler):
     hub: LocalHub  # set on the per-server subclass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-        if os.environ.get("HF_TWOPHASE_HUB_LOG"):
+        if os.environ.get("HF_TWOPHASE_HUB_LOG"):  # the access log, on request
             super().log_message(format, *args)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        logger.error("%s: " + format, self.address_string(), *args)  # always: errors are never silent
 
     # --- plumbing -----------------------------------------------------------------------------------------------
     def setup(self) -> None:
         self.timeout = self.hub.timeout  # socket timeout of every read and write on this connection
         super().setup()
+
+    def handle_one_request(self) -> None:
+        """One request, under a deadline for all of it to arrive: a client that sends a byte now and then (each
+        read within ``timeout``) is still cut off, and frees its connection slot."""
+        self.hub.watchdog.arm(self, self.hub.request_deadline)
+        try:
+            super().handle_one_request()
+        finally:
+            self.hub.watchdog.disarm(self)
+
+    def _extend_deadline(self, seconds: float) -> None:
+        self.hub.watchdog.arm(self, self.hub.request_deadline + seconds)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Requests that fail before routing (bad request line, too long, too many headers) also get JSON."""
@@ -262,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(length))
         for key, value in (headers or {}).items():
-            self.send_header(key, value)
+            self.send_header(key, _header_value(value))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -270,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, error: RequestRejected) -> None:
         if self._unread_body:  # what the client still sends must not be read as the next request
             self.close_connection = True
-        headers = {"X-Error-Message": error.message.encode("ascii", "replace").decode()[:500]}
+        headers = {"X-Error-Message": error.message[:500]}
         if error.code:
             headers["X-Error-Code"] = error.code
         self._send(error.status, {"error": error.message, **getattr(error, "extra", {})}, headers=headers)
@@ -359,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception as error:  # noqa: BLE001 - a bug must cost one request, never the connection or server
             self.close_connection = True
-            self.log_error("internal error on %s %s: %r", self.command, self.path[:200], error)
+            logger.exception("internal error on %s %s", self.command, _header_value(self.path[:200]))
             with contextlib.suppress(OSError):
                 self._error(RequestRejected(500, f"Internal error of the local hub ({type(error).__name__})."))
 
@@ -460,13 +524,16 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestRejected(400, "paths-info takes a form or JSON body with 'paths'.") from None
         if not isinstance(wanted_paths, list) or not all(isinstance(p, str) for p in wanted_paths):
             raise RequestRejected(400, "'paths' must be a list of strings.")
+        if len(wanted_paths) > MAX_PATHS_INFO:
+            raise RequestRejected(400, f"paths-info takes at most {MAX_PATHS_INFO} paths, got {len(wanted_paths)}.")
         files = commit["files"]
+        folders = {path.rsplit("/", depth)[0] for path in files for depth in range(1, path.count("/") + 1)}
         out = []
         for wanted in wanted_paths:
             wanted = guard.folder_path(wanted.strip("/"))
             if wanted in files:
                 out.append(_entry_json(wanted, files[wanted]))
-            elif any(p.startswith(wanted + "/") for p in files) or wanted == "":
+            elif wanted in folders or wanted == "":
                 out.append({"type": "directory", "oid": hashlib.sha1(wanted.encode()).hexdigest(), "size": 0,
                             "path": wanted})
         self._send(200, out)
@@ -514,10 +581,10 @@ class _Handler(BaseHTTPRequestHandler):
         content = _json(self._body()).get("content", "")
         if not isinstance(content, str):
             raise RequestRejected(400, "'content' must be a string.")
-        match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, flags=re.S)
+        text = front_matter_text(content)
         try:
-            yaml.safe_load(match.group(1) if match else content)
-        except yaml.YAMLError as error:
+            parse_yaml(content if text is None else text)
+        except FrontMatterError as error:
             self._send(400, {"errors": [{"message": str(error)}]})
             return
         self._send(200, {"errors": [], "warnings": []})
@@ -545,12 +612,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"files": files, "commitOid": oid})
 
     def commit(self, type: str, repo: str, rev: str) -> None:  # noqa: A002
+        if (self.query.get("create_pr") or ["0"])[0].lower() in ("1", "true"):
+            raise RequestRejected(400, "The local hub has no pull requests: commit to a branch (create_pr=False).",
+                                  "PullRequestsNotSupported")
         header, operations = _parse_commit(self._body())  # the whole body, checked, before anything is applied
         self._writable_repo(type, repo)
-        oid = self.hub.storage.commit(type, repo, rev, header, operations)
+        oid = self.hub.storage.commit(type, repo, rev, header, operations, may_reference=self._may_reference)
         self._send(200, {"success": True, "commitOid": oid,
                          "commitUrl": f"{self.hub.url}/{self._prefix(type)}{repo}/commit/{oid}",
                          "commitMessage": header.get("summary", ""), "pullRequestUrl": None})
+
+    def _may_reference(self, oid: str) -> bool:
+        """A writer may put a stored blob into a commit only if it uploaded those bytes itself or can already read
+        a repository that holds them: knowing a hash must not be a way to read someone's private file."""
+        identity = self.identity
+        if identity is not None and self.hub.holds(identity.name, oid):
+            return True
+        return self.hub.storage.blob_readable(
+            oid, lambda r: guard.can_read(identity, r["id"], bool(r["settings"].get("private"))))
 
     def lfs_batch(self, repo: str, prefix: str | None = None) -> None:
         repo_type = prefix or "models"
@@ -559,6 +638,8 @@ class _Handler(BaseHTTPRequestHandler):
         objects_in = payload.get("objects", [])
         if not isinstance(objects_in, list) or not all(isinstance(o, dict) for o in objects_in):
             raise RequestRejected(400, "'objects' must be a list of {oid, size} objects.")
+        if len(objects_in) > MAX_LFS_BATCH:
+            raise RequestRejected(400, f"An LFS batch takes at most {MAX_LFS_BATCH} objects, got {len(objects_in)}.")
         objects = []
         for obj in objects_in:
             oid, size = guard.sha256_oid(obj.get("oid")), obj.get("size")
@@ -568,8 +649,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestRejected(413, f"LFS object {oid} of {size} bytes exceeds the upload limit of "
                                            f"{self.hub.max_upload_bytes} bytes.", "PayloadTooLarge")
             entry = {"oid": oid, "size": size, "authenticated": True}
-            if not self.hub.storage.has_blob(oid):
-                ticket = self.hub.issue_upload_ticket(oid, size)
+            # a stored blob the sender may not reference is asked for like a missing one: the answer reveals nothing
+            if not (self.hub.storage.has_blob(oid) and self._may_reference(oid)):
+                ticket = self.hub.issue_upload_ticket(oid, size, self.identity.name if self.identity else "")
                 entry["actions"] = {"upload": {"href": f"{self.hub.url}/api/lfs-upload/{oid}?ticket={ticket}"}}
             objects.append(entry)
         self._send(200, {"transfer": "basic", "objects": objects}, content_type="application/vnd.git-lfs+json")
@@ -578,17 +660,18 @@ class _Handler(BaseHTTPRequestHandler):
         """The upload URL handed out by the LFS batch answer: the ticket in it stands for the writer's token, as a
         pre-signed storage URL does on the Hub (the client sends no Authorization header there)."""
         oid = guard.sha256_oid(oid)
-        upload = self.hub.redeem_upload_ticket((self.query.get("ticket") or [""])[0], oid)
+        ticket = (self.query.get("ticket") or [""])[0]
+        upload = self.hub.redeem_upload_ticket(ticket, oid)
         declared = self._content_length()
         if declared is not None and declared != upload.size:
             raise RequestRejected(400, f"Content-Length {declared} differs from the {upload.size} bytes announced for "
                                        f"{oid}.")
+        self._extend_deadline(upload.size / UPLOAD_MIN_BYTES_PER_SECOND)
         if not self.hub.storage.has_blob(oid):
             self.hub.storage.put_blob_stream(self._body_chunks(upload.size), oid, upload.size)
-        else:
-            for _ in self._body_chunks(upload.size):  # already stored by another upload: drain and agree
-                pass
-        self.hub.forget_upload_ticket(oid)
+        else:  # already stored by another upload: the sender proves it has the very bytes, and nothing is written
+            self.hub.storage.check_stream(self._body_chunks(upload.size), oid, upload.size)
+        self.hub.redeemed(ticket, upload)
         self._send(200, {})
 
     def resolve_file(self, repo: str, rev: str, path: str, prefix: str | None = None) -> None:
@@ -662,6 +745,7 @@ class _Server(ThreadingHTTPServer):
     """Threads per connection, at most ``max_connections`` at once; past that a client gets 503 at once."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG  # connections the kernel holds while every thread is busy (default 5)
 
     def __init__(self, address: tuple, handler: type, *, ipv6: bool, max_connections: int):
         self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
@@ -705,12 +789,17 @@ class LocalHub:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     timeout: float = DEFAULT_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
     storage: HubStorage = field(init=False)
+    watchdog: _Watchdog = field(init=False, repr=False)
     policy: AccessPolicy = field(init=False)
     _server: _Server | None = field(init=False, default=None, repr=False)
     _thread: threading.Thread | None = field(init=False, default=None, repr=False)
     _uploads: dict[str, _Upload] = field(init=False, default_factory=dict, repr=False)
     _uploads_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _tickets_of: dict[str, set[str]] = field(init=False, default_factory=dict, repr=False)
+    _held: set[tuple[str, str]] = field(init=False, default_factory=set, repr=False)
+    _next_sweep: float = field(init=False, default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         if self.host not in LOOPBACK:
@@ -719,8 +808,9 @@ class LocalHub:
         for name in ("max_body_bytes", "max_upload_bytes", "max_connections"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise HubServerError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.timeout > 0:
-            raise HubServerError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        for name in ("timeout", "request_deadline"):
+            if not getattr(self, name) > 0:
+                raise HubServerError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
         if isinstance(self.tokens, AccessPolicy):
             self.policy = self.tokens
         else:
@@ -739,7 +829,8 @@ class LocalHub:
         """What the server promises, as its startup line states it."""
         return (f"loopback only; {self.policy.describe()}; private repositories are visible only to tokens of "
                 f"their namespace; request bodies up to {self.max_body_bytes} bytes, LFS uploads up to "
-                f"{self.max_upload_bytes} bytes; clients silent for {self.timeout:g} s are disconnected")
+                f"{self.max_upload_bytes} bytes; clients silent for {self.timeout:g} s, or whose request has not "
+                f"arrived whole after {self.request_deadline:g} s (uploads: more, by their size), are disconnected")
 
     def start(self) -> LocalHub:
         handler = type("Handler", (_Handler,), {"hub": self})
@@ -752,32 +843,49 @@ class LocalHub:
         except OSError as error:
             raise HubServerError(f"cannot listen on {address[0]} port {self.port}: {error.strerror or error}"
                                  + ("; this machine has no IPv6 loopback, use 127.0.0.1" if ipv6 else "")) from None
+        self.watchdog = _Watchdog()
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-hub", daemon=True)
         self._thread.start()
         return self
 
-    def issue_upload_ticket(self, oid: str, size: int) -> str:
+    def issue_upload_ticket(self, oid: str, size: int, writer: str) -> str:
+        """A one-time upload URL's secret; tickets live in a dict, so issuing and redeeming are O(1)."""
         ticket = secrets.token_urlsafe(32)
         with self._uploads_lock:
             now = time.monotonic()
-            for stale in [t for t, u in self._uploads.items() if u.expires < now]:
-                del self._uploads[stale]
-            self._uploads[ticket] = _Upload(oid, size, now + UPLOAD_TICKET_SECONDS)
+            if now >= self._next_sweep:  # expired tickets go once a minute, not on every request
+                for stale in [t for t, u in self._uploads.items() if u.expires < now]:
+                    self._forget(stale)
+                self._next_sweep = now + 60
+            self._uploads[ticket] = _Upload(oid, size, now + UPLOAD_TICKET_SECONDS, writer)
+            self._tickets_of.setdefault(oid, set()).add(ticket)
         return ticket
+
+    def _forget(self, ticket: str) -> None:
+        upload = self._uploads.pop(ticket, None)
+        if upload is not None:
+            tickets = self._tickets_of.get(upload.oid, set())
+            tickets.discard(ticket)
+            if not tickets:
+                self._tickets_of.pop(upload.oid, None)
 
     def redeem_upload_ticket(self, ticket: str, oid: str) -> _Upload:
         with self._uploads_lock:
-            for known, upload in self._uploads.items():
-                if hmac.compare_digest(known.encode(), ticket.encode()) and upload.oid == oid \
-                        and upload.expires >= time.monotonic():
-                    return upload
+            upload = self._uploads.get(ticket)
+            if upload is not None and upload.oid == oid and upload.expires >= time.monotonic():
+                return upload
         raise RequestRejected(401, "An LFS upload needs the URL (with its ticket) from an authenticated LFS batch "
                                    "request.", "Unauthorized")
 
-    def forget_upload_ticket(self, oid: str) -> None:
+    def redeemed(self, ticket: str, upload: _Upload) -> None:
+        """The upload arrived whole: its writer may now reference the blob, and the ticket is spent."""
         with self._uploads_lock:
-            for ticket in [t for t, u in self._uploads.items() if u.oid == oid]:
-                del self._uploads[ticket]
+            self._held.add((upload.writer, upload.oid))
+            self._forget(ticket)
+
+    def holds(self, writer: str, oid: str) -> bool:
+        with self._uploads_lock:
+            return (writer, oid) in self._held
 
     def serve_forever(self) -> None:
         """Serve until interrupted (Ctrl-C)."""
@@ -794,6 +902,8 @@ class LocalHub:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            self.watchdog.stop()
+            self.storage.flush_downloads()
 
     def __enter__(self) -> LocalHub:
         return self.start()
