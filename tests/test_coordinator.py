@@ -16,6 +16,7 @@ import transformers as tf
 from hf_twophase import SelectionError
 from hf_twophase.inputs.columns import detect_columns
 from hf_twophase.method.policies import SelectionPolicy, StageSchedule
+from hf_twophase.paths import folder_name
 from hf_twophase.proxy import DatasetError
 from hf_twophase.trainer.candidates import Candidate, prepare
 from hf_twophase.trainer.checkpoints import COMPLETE_MARKER
@@ -81,7 +82,7 @@ def test_selection_report_and_cleanup(tmp_path, candidates, data):
     reloaded = tf.AutoModelForSequenceClassification.from_pretrained(files["winner"])
     assert reloaded.config.num_labels == 2 and (Path(files["winner"]) / "tokenizer.json").is_file()
     left = [p.name for p in (tmp_path / "out" / "candidates").iterdir()]
-    assert left == [result.winner.replace("/", "--")]  # pruned candidates freed their checkpoints at once
+    assert left == [folder_name(result.winner)]  # pruned candidates freed their checkpoints at once
     # the winner's last checkpoint, kept as the resume point, shares the winner's weights file: stored once
     weights, resume_point = Path(files["winner"]) / "model.safetensors", tmp_path / "out" / "candidates" / left[0]
     last = resume_point / "checkpoint-40" / "model.safetensors"
@@ -148,7 +149,7 @@ def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candi
     assert report["winner"] in candidates[:2] and (tmp_path / "out" / "curves.png").is_file()
     # the checkpoint at the end of the budget holds no optimizer state (nothing trains after it) and is enough to
     # resume: the winner is saved without training a single step again
-    last = tmp_path / "out" / "candidates" / report["winner"].replace("/", "--") / "checkpoint-20"
+    last = tmp_path / "out" / "candidates" / folder_name(report["winner"]) / "checkpoint-20"
     assert (last / COMPLETE_MARKER).is_file() and (last / "model.safetensors").is_file()
     assert not (last / "optimizer.pt").exists() and not (last / "scheduler.pt").exists()
     assert not (last / "tokenizer.json").exists()  # a resume loads the tokenizer from the candidate itself

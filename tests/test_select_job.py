@@ -83,16 +83,18 @@ def _job_argv(root, models) -> list[str]:
             "--proxy-samples", "64", "--cpu", "--json"]
 
 
-def _run_entry_point(launch: list[str], argv: list[str]):
-    """examples/select.py as a user starts it: from its own folder, where it sits beside the others under the name
-    of a standard-library module."""
+def _run_entry_point(launch: list[str], argv: list[str], *, from_examples: bool = False):
+    """examples/select.py as a user starts it: from the repository's root as the docs show, or from its own folder,
+    where it sits beside the others under the name of a standard-library module. (``python -m torch.distributed.run``
+    puts the working folder first on the import path, so launchers start from the root, as ``torchrun`` users do.)"""
     import os
     import subprocess
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    return subprocess.run([*launch, "select.py", *argv], cwd=repo / "examples",
-                          env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=240)
+    script, cwd = ("select.py", repo / "examples") if from_examples else ("examples/select.py", repo)
+    return subprocess.run([*launch, script, *argv], cwd=cwd, env={**os.environ, "PYTHONPATH": str(repo)},
+                          capture_output=True, text=True, timeout=240)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,7 @@ def one_process(setup, tmp_path_factory) -> dict:
 
     root, models = setup
     done = _run_entry_point([sys.executable], [*_job_argv(root, models), "--output-dir",
-                                               str(tmp_path_factory.mktemp("one") / "out")])
+                                               str(tmp_path_factory.mktemp("one") / "out")], from_examples=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 

@@ -349,6 +349,8 @@ def _add_hub_server(sub) -> None:
     p.add_argument("--max-upload-mb", type=positive_int, default=20 * 1024, help="largest LFS upload in MiB")
     p.add_argument("--timeout", type=positive_float, default=30.0,
                    help="seconds a client may stay silent mid-request before it is disconnected")
+    p.add_argument("--request-deadline", type=positive_float, default=60.0,
+                   help="seconds a whole request may take to arrive (an LFS upload: one more per MiB)")
     p.set_defaults(func=_cmd_hub_server)
 
 
@@ -357,7 +359,7 @@ def _cmd_hub_server(args: argparse.Namespace) -> dict:
 
     hub = LocalHub(args.root, host=args.host, port=args.port, tokens=args.tokens,
                    max_body_bytes=args.max_body_mb * 2**20, max_upload_bytes=args.max_upload_mb * 2**20,
-                   timeout=args.timeout)
+                   timeout=args.timeout, request_deadline=args.request_deadline)
     hub.start()
     token_hint = "a token from the tokens file" if args.tokens else "any HF_TOKEN value"
     print(f"local hub serving {Path(args.root).resolve()} at {hub.url}\n"
