@@ -48,16 +48,26 @@ def test_callback_example_runs_one_after_another_and_at_the_same_time(tmp_path, 
         assert set(decision["reports"]["2"]) == set(models)
 
 
-def test_image_default_runs_quietly_from_a_fresh_cache(tmp_path):
+DEFAULT_REDUCED = ["--k", "2", "--budget", "4", "--max-train", "64", "--max-eval", "32"]
+
+
+@pytest.fixture(scope="module")
+def one_process_default(tmp_path_factory):
+    """The no-argument job on a reduced setting, from a fresh cache, started as a user starts it."""
+    tmp_path = tmp_path_factory.mktemp("default")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent), "HF_TWOPHASE_CACHE": str(tmp_path / "cache"),
+           "HF_TWOPHASE_SELECT_JSON": str(tmp_path / "summary.json")}
+    done = subprocess.run([sys.executable, "select.py", *DEFAULT_REDUCED, "--output-dir", str(out), "--cpu"],
+                          cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, out, tmp_path, json.loads((tmp_path / "summary.json").read_text())
+
+
+def test_image_default_runs_quietly_from_a_fresh_cache(one_process_default):
     """The no-argument job's own code path (shipped matrix, derive only what is recalled, phase 2), on a few steps:
     the console shows phase lines and the summary, never a Trainer log or a warning; the log file keeps them."""
-    env_cache = {"HF_TWOPHASE_CACHE": str(tmp_path / "cache")}
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent), **env_cache}
-    done = subprocess.run([sys.executable, "select.py", "--k", "2", "--budget", "4", "--max-train", "64",
-                           "--max-eval", "32", "--output-dir", str(out), "--cpu"], cwd=EXAMPLES, env=env,
-                          capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done, out, tmp_path, _ = one_process_default
     for name in ("winner/config.json", "report.md", "report.json", "curves.png", "summary.txt", "select.log"):
         assert (out / name).is_file(), name
     screen = done.stdout + done.stderr
@@ -69,3 +79,25 @@ def test_image_default_runs_quietly_from_a_fresh_cache(tmp_path):
     assert "'loss'" in log  # what the screen left out is kept
     matrix_cells = tmp_path / "cache" / "default" / "image-classification" / "matrix"
     assert not matrix_cells.exists()  # the matrix shipped: nothing was built but the recalled models
+
+
+def test_image_default_on_two_processes_is_one_selection(one_process_default, tmp_path):
+    """`torchrun --nproc_per_node 2 examples/select.py` on the default job, from a fresh cache: the first rank derives
+    the recalled model in a process of its own while the other waits, both train data-parallel, and the job ends with
+    one summary, one set of files and the phase 1 of one process."""
+    one = one_process_default[3]
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent), "HF_TWOPHASE_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "examples/select.py", *DEFAULT_REDUCED, "--output-dir", str(out), "--json"],
+                          cwd=EXAMPLES.parent, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads(done.stdout)  # one JSON object: only the main process prints
+    assert two["processes"] == 2 and two["recalled"][0].endswith("efficientnet-lite2-faces_subset")
+    assert [r.rsplit("/", 1)[-1] for r in two["recalled"]] == [r.rsplit("/", 1)[-1] for r in one["recalled"]]
+    assert two["built_now"]  # the recalled derived model was trained now, by one rank, in its own process
+    assert done.stderr.count("  done in ") == 1 and done.stderr.count("phase 1: ranking") == 1
+    assert "{'loss'" not in done.stderr and "Traceback" not in done.stderr
+    assert (out / "winner" / "config.json").is_file() and (out / "report.json").is_file()
+    log = (out / "select.log").read_text()
+    assert "parallel_mode != ParallelMode.DISTRIBUTED" not in log  # the Trainer really ran data-parallel

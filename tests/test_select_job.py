@@ -109,11 +109,10 @@ def one_process(setup, tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+@pytest.mark.parametrize("launcher", ["accelerate"])  # torchrun: the default job, in tests/test_examples.py
 def test_two_processes_through_the_users_entry_point(setup, tmp_path, launcher, one_process):
-    """`torchrun --nproc_per_node 2 examples/select.py` and `accelerate launch --multi_gpu --num_processes 2
-    examples/select.py` on CPUs: two processes run one selection, one prints and writes, and phase 1 is the same as
-    in one process."""
+    """`accelerate launch --multi_gpu --num_processes 2 examples/select.py` on CPUs (and `torchrun`, the same way):
+    two processes run one selection, one prints and writes, and phase 1 is the same as in one process."""
     import sys
 
     root, models = setup

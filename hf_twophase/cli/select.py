@@ -285,8 +285,9 @@ def make_selector(args: argparse.Namespace, plan: Plan, state):
     if plan.embedded:  # the embedded repository: its shipped matrix (or, if stale, a build once, by one process)
         from hf_twophase.matrix_build.defaults import ensure_default
 
-        with state.main_process_first():
-            repo = ensure_default(args.task, progress=state.is_main_process, use_cpu=args.cpu or None)
+        with state.main_process_first():  # several ranks: the first builds in a process of its own
+            repo = ensure_default(args.task, progress=state.is_main_process, use_cpu=args.cpu or None,
+                                  isolated=state.num_processes > 1)
         selector = RepoSelector.from_models(repo.models, repo.matrix, task=args.task, config=config)
     elif args.models:
         selector = RepoSelector.from_models(args.models, args.matrix, task=args.task, config=config)
@@ -323,7 +324,9 @@ def training_arguments(args: argparse.Namespace, plan: Plan, main: bool):
     return tf.TrainingArguments(
         output_dir=args.output_dir, max_steps=plan.budget, per_device_train_batch_size=plan.batch_size,
         per_device_eval_batch_size=max(64, plan.batch_size), learning_rate=plan.learning_rate, seed=args.seed,
-        report_to=[], use_cpu=args.cpu, disable_tqdm=not main, logging_steps=plan.stage_steps,
+        # on a machine without an accelerator the Trainer must know it runs on the CPU: only then does it join the
+        # job's CPU process group and train data-parallel (parallel_mode DISTRIBUTED) under several processes
+        report_to=[], use_cpu=args.cpu or not has_accelerator(), disable_tqdm=not main, logging_steps=plan.stage_steps,
         # the coordinator writes its own stage checkpoints (what --resume needs), whatever the template says
         save_strategy="no", dataloader_pin_memory=not args.cpu and has_accelerator())
 
@@ -349,8 +352,9 @@ def run(args: argparse.Namespace) -> dict:
         recall = selector.recall(data.train, plan.k, **data.columns)
         extra: dict[str, Any] = {}
         if repo is not None:
-            with state.main_process_first():
-                repo.materialize(recall.recalled, progress=main, use_cpu=args.cpu or None)
+            with state.main_process_first():  # several ranks: the first derives in a process of its own
+                repo.materialize(recall.recalled, progress=main, use_cpu=args.cpu or None,
+                                 isolated=state.num_processes > 1)
             extra = {"image_size": repo.setup.build.image_size, "max_length": repo.setup.build.max_length}
         phase1_seconds = time.perf_counter() - phase1_start
         say(f"phase 1: recalled {len(recall.recalled)} in {_fmt_seconds(phase1_seconds)}; phase 2: fine selection, "

@@ -27,7 +27,7 @@ from hf_twophase.inputs.columns import detect_columns
 from hf_twophase.matrix_build.benchmarks import BenchmarkSpec, get_benchmark
 from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.trainer.candidates import Candidate, accuracy, prepare, save_trained
-from hf_twophase.trainer.distributed import has_accelerator
+from hf_twophase.trainer.distributed import has_accelerator, single_process_env
 
 
 @dataclass
@@ -288,9 +288,7 @@ def run_workers(argv: Sequence[str], workers: int, *, gpus: int | None = None) -
         gpus = torch.cuda.device_count()
     procs = []
     for i in range(workers):
-        env = dict(os.environ)
-        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):  # independent processes
-            env.pop(key, None)
+        env = single_process_env()  # independent processes, outside any job that started this one
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
         procs.append(subprocess.Popen([sys.executable, "-m", "hf_twophase", "build-matrix", *argv,

@@ -12,15 +12,19 @@ so an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.cache import cache_root
+from hf_twophase.errors import SelectionError
 from hf_twophase.matrix_build.builder import BuildConfig, build_matrix, train_cell
 from hf_twophase.records.matrix import PerformanceMatrix, packaged_matrices_dir
 
@@ -106,8 +110,12 @@ class DefaultRepository:
     shipped: bool = False  # the matrix came with the package; derived models are trained when recalled
     derived_now: list[str] = field(default_factory=list)
 
-    def materialize(self, models: list[str], *, progress: bool = True, use_cpu: bool | None = None) -> float:
-        """Train the derived models among ``models`` that are not in the cache yet; returns the seconds spent."""
+    def materialize(self, models: list[str], *, progress: bool = True, use_cpu: bool | None = None,
+                    isolated: bool = False) -> float:
+        """Train the derived models among ``models`` that are not in the cache yet; returns the seconds spent.
+
+        ``isolated``: train them in a child process outside the job's process group (what one rank of several
+        must do, see ``trainer.distributed.single_process_env``)."""
         from tqdm.auto import tqdm
 
         start = time.perf_counter()
@@ -115,14 +123,30 @@ class DefaultRepository:
         todo = [(base, benchmark, derived_path(self.root, base, benchmark)) for base, benchmark in self.setup.derived
                 if str(derived_path(self.root, base, benchmark)) in set(models)
                 and not _is_saved(derived_path(self.root, base, benchmark))]
-        with tqdm(todo, desc="deriving recalled models", unit="model", disable=not progress or not todo) as bar:
-            for base, benchmark, target in bar:
-                bar.set_postfix_str(f"{target.name} ({base} fine-tuned on {benchmark})")
-                _derive(base, benchmark, target, config, self.root, progress=False)
-                self.derived_now.append(str(target))
+        if isolated and todo:
+            _in_child("derive", self.setup.task, [str(target) for _, _, target in todo], progress, use_cpu)
+            self.derived_now += [str(target) for _, _, target in todo if _is_saved(target)]
+        else:
+            with tqdm(todo, desc="deriving recalled models", unit="model", disable=not progress or not todo) as bar:
+                for base, benchmark, target in bar:
+                    bar.set_postfix_str(f"{target.name} ({base} fine-tuned on {benchmark})")
+                    _derive(base, benchmark, target, config, self.root, progress=False)
+                    self.derived_now.append(str(target))
         seconds = time.perf_counter() - start
         self.build_seconds += seconds
         return seconds
+
+
+def _in_child(action: str, task: str, models: list[str], progress: bool, use_cpu: bool | None) -> None:
+    """``python -m hf_twophase.matrix_build.defaults ACTION TASK [MODEL ...]`` in a process of its own."""
+    from hf_twophase.trainer.distributed import single_process_env
+
+    argv = [sys.executable, "-m", "hf_twophase.matrix_build.defaults", action, task, *models,
+            "--use-cpu", {None: "auto", True: "yes", False: "no"}[use_cpu]] + ([] if progress else ["--quiet"])
+    done = subprocess.run(argv, env=single_process_env(), check=False)
+    if done.returncode != 0:
+        raise SelectionError(f"building the embedded {task} repository failed in its own process (exit "
+                             f"{done.returncode}); its messages are above")
 
 
 def _is_saved(target: Path) -> bool:
@@ -164,15 +188,19 @@ def _shipped(setup: DefaultSetup, root: Path) -> PerformanceMatrix | None:
     return local
 
 
-def ensure_default(task: str, *, progress: bool = True, use_cpu: bool | None = None) -> DefaultRepository:
+def ensure_default(task: str, *, progress: bool = True, use_cpu: bool | None = None,
+                   isolated: bool = False) -> DefaultRepository:
     """The default repository of ``task``: the shipped matrix when it matches this version's recipe (nothing is
-    trained until ``materialize``), otherwise built once into the cache and read from there later."""
+    trained until ``materialize``), otherwise built once into the cache and read from there later (``isolated``:
+    built in a child process, as ``materialize`` does)."""
     setup = SETUPS[task]
     root = default_root(task)
     shipped = _shipped(setup, root)
     if shipped is not None:
         return DefaultRepository(setup, root, setup.planned_models(root), shipped, 0.0, built_now=False,
                                  shipped=True)
+    if isolated:
+        _in_child("ensure", task, [], progress, use_cpu)
     return build_default(task, root, progress=progress, use_cpu=use_cpu)
 
 
@@ -225,3 +253,22 @@ def _describe(setup: DefaultSetup) -> dict:
            if key in ("task", "target", "benchmarks", "real", "derived", "random", "build")}
     out["build"].pop("use_cpu", None)  # where it was built does not change what was built
     return json.loads(json.dumps(out))
+
+
+def _child_main(argv: list[str] | None = None) -> None:
+    """The child process of ``_in_child``: derive the named models, or build the whole repository."""
+    parser = argparse.ArgumentParser(prog="python -m hf_twophase.matrix_build.defaults")
+    parser.add_argument("action", choices=["derive", "ensure"])
+    parser.add_argument("task", choices=sorted(SETUPS))
+    parser.add_argument("models", nargs="*")
+    parser.add_argument("--use-cpu", choices=["auto", "yes", "no"], default="auto")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    use_cpu = {"auto": None, "yes": True, "no": False}[args.use_cpu]
+    repo = ensure_default(args.task, progress=not args.quiet, use_cpu=use_cpu)
+    if args.action == "derive":
+        repo.materialize(args.models, progress=not args.quiet, use_cpu=use_cpu)
+
+
+if __name__ == "__main__":
+    _child_main()

@@ -53,7 +53,7 @@ from hf_twophase.trainer.checkpoints import (
     share_identical_weights,
     unshare_weights,
 )
-from hf_twophase.trainer.distributed import from_rank_zero, process_state, several_ranks
+from hf_twophase.trainer.distributed import from_rank_zero, has_accelerator, process_state, several_ranks
 from hf_twophase.trainer.report import CandidateReport, SelectionReport
 from hf_twophase.trainer.state import DirectorySelectionState, SelectionState, Verdict
 
@@ -464,6 +464,9 @@ class SelectionCoordinator:
             self.args, output_dir=str(self._candidate_dir(slot)), max_steps=self.budget, eval_strategy="no",
             save_strategy="no", save_total_limit=None, load_best_model_at_end=False, report_to=[],
             remove_unused_columns=False, logging_steps=stage, push_to_hub=False,
+            # without an accelerator the Trainer joins the job's CPU process group (and trains data-parallel under
+            # several processes) only when it is told it runs on the CPU
+            use_cpu=self.args.use_cpu or not has_accelerator(),
         )
         if self._bar is not None:
             args = dataclasses.replace(args, disable_tqdm=True)

@@ -6,6 +6,7 @@ decides and the others receive its decision.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -41,3 +42,18 @@ def from_rank_zero(compute: Callable[[], T]) -> T:
     box = [compute() if torch.distributed.get_rank() == 0 else None]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+# what torchrun and accelerate launch tell a process about the job it belongs to
+_JOB_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                  "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
+
+
+def single_process_env() -> dict[str, str]:
+    """This process's environment without the variables that make a child join the job's process group.
+
+    Work that only one rank does (deriving a model, building a repository) must not run in the job's process group:
+    its Trainer would call collectives that the other ranks, waiting at a barrier, answer out of turn, and the ranks
+    would deadlock later. It runs in a child process of its own instead."""
+    return {k: v for k, v in os.environ.items()
+            if k not in _JOB_VARIABLES and not k.startswith(("TORCHELASTIC_", "ACCELERATE_", "TORCH_NCCL_"))}
