@@ -290,3 +290,42 @@ def test_a_loading_script_dataset_and_a_folder_without_data_end_with_one_message
                           (str(no_images), "holds no image files")):
         code, err = _run(capsys, "--dataset", spec, "--output-dir", tmp_path / "out", "--cpu")
         assert code == 2 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_two_processes_killed_mid_selection_resume_to_the_end(setup, tmp_path):
+    """torchrun killed after the first stage's decision, then `--resume`: every rank starts from rank 0's state (a
+    rank that knew less resumed its candidates from other stages, and the ranks deadlocked)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root, models = setup
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    argv = ["--task", "text-classification", "--dataset", str(root / "data.csv"), "--models", *models, "--matrix",
+            str(root / "records.csv"), "--k", "3", "--budget", "24", "--stage-steps", "4", "--proxy-samples", "64",
+            "--cpu", "--json", "--output-dir", str(out)]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              "examples/select.py"]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    first = subprocess.Popen([*launch, *argv], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    deadline = time.time() + 180
+    while not list(out.glob("selection_state/decisions/*.json")) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    decided = sorted(p.name for p in out.glob("selection_state/decisions/*.json"))
+    assert decided, "the first run ended before its first decision"
+    before = {p.name: p.read_text() for p in out.glob("selection_state/reports/*.json")}
+    done = subprocess.run([*launch, *argv, "--resume"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["processes"] == 2 and done.stderr.count("  done in ") == 1
+    assert summary["winner"] in models and (out / "winner" / "config.json").is_file()
+    assert all((out / "selection_state" / "reports" / name).read_text() == text for name, text in before.items())

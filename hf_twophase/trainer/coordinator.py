@@ -370,15 +370,22 @@ class SelectionCoordinator:
                                      "cannot resume it with these arguments")
         ranks.wait_for_everyone()
         self._main = ranks.is_main_process
+        if self._main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(manifest_file, {"candidates": names, "budget": self.budget,
+                                              "policy": self.policy_factory().describe(), "metric": self.metric},
+                              indent=2)
+            state = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
+                                            timeout=self.timeout, poll=0.05)
+            if existed:
+                state.check()  # a damaged state file ends the resume here, named, before anything trains
+        else:
+            state = SelectionState(self.policy_factory, names, self.budget, mode="sync", timeout=self.timeout)
+        # every rank starts from rank 0's state: after a resume, a copy that knew less would resume its candidates
+        # from other stages than rank 0, and the ranks' collectives would no longer match
+        known = from_rank_zero(state.snapshot)
         if not self._main:
-            return SelectionState(self.policy_factory, names, self.budget, mode="sync", timeout=self.timeout)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(manifest_file, {"candidates": names, "budget": self.budget,
-                                          "policy": self.policy_factory().describe(), "metric": self.metric}, indent=2)
-        state = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
-                                        timeout=self.timeout, poll=0.05)
-        if existed:
-            state.check()  # a damaged state file ends the resume here, named, before anything trains
+            state.restore(known)
         return state
 
     @staticmethod

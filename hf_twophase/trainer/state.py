@@ -111,6 +111,21 @@ class SelectionState:
         """Freeze the reports a stage was decided on: everyone asking later gets the same decision."""
         return self._decisions.setdefault(step, {"reports": reports})
 
+    def snapshot(self) -> dict:
+        """Everything reported, dropped and decided so far, as plain data (what rank 0 sends the other ranks)."""
+        with self._cond:
+            decided = {s: self._decided(s) for s in self.stage_ends}
+            return {"reports": self._read_reports(), "dropped": self._read_dropped(),
+                    "decisions": {s: d for s, d in decided.items() if d is not None}}
+
+    def restore(self, snapshot: dict) -> None:
+        """Continue from another copy's ``snapshot`` (this in-memory state only)."""
+        with self._cond:
+            self._reports = {int(s): dict(r) for s, r in snapshot["reports"].items()}
+            self._dropped = dict(snapshot["dropped"])
+            self._decisions = {int(s): d for s, d in snapshot["decisions"].items()}
+            self._cond.notify_all()
+
     # -- protocol
     def report(self, candidate: str, step: int, value: float) -> None:
         if candidate not in self.candidates:
