@@ -1,6 +1,6 @@
 """Every script in examples/ runs as a user starts it: from its own folder, where examples/select.py sits beside the
-others under the name of a standard-library module. Reduced settings keep each run short. examples/select.py on
-data of the user's own runs in tests/test_select_job.py, in one process and in two."""
+others under the name of a standard-library module. Reduced settings keep each run short. examples/select.py on a
+user's own data also runs in tests/test_select_job.py (Ctrl-C; torchrun killed, then resumed under accelerate)."""
 
 from __future__ import annotations
 
