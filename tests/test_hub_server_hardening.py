@@ -120,10 +120,10 @@ def test_dates_in_card_metadata_stay_strings_and_keep_the_listing_whole(hub):
     "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]",
     "x: &x\n  y: *x",
     "deep: " + "[" * 3000 + "]" * 3000,
-    "".join("  " * i + f"k{i}:\n" for i in range(3000)),
+    "x: " + "{a: " * 3000 + "1" + "}" * 3000,
     "? [a, b]\n: unhashable",
     "x: " + "y" * (100 * 1024),
-])
+], ids=["alias-bomb", "alias-cycle", "3000-deep-list", "3000-deep-map", "unhashable-key", "too-large"])
 def test_a_card_that_cannot_be_parsed_affects_only_its_repository(hub, front_matter):
     create(hub, "good", ALICE)
     card = "---\npipeline_tag: text-classification\n---\n# fine"
@@ -331,3 +331,30 @@ def test_real_clients_still_round_trip_through_the_hardened_server(local_hub, tm
     assert Path(hf_hub_download(repo, "model.safetensors")).read_bytes() == weights
     assert api.model_info(repo).card_data["date"] == "2024-01-01"
     assert base64.b64encode(weights)  # the bytes went through LFS (binary) unchanged
+
+
+def test_request_bodies_other_than_commits_are_small(hub):
+    """paths-info is anonymous: a 3 MB body is refused before it is read, so parallel ones cannot fill memory."""
+    create(hub, "open", ALICE)
+    big = json.dumps({"paths": ["x" * 900] * 3500})
+    assert len(big) > 3 * 2**20
+    status, reply = request(hub, "POST", "/api/models/alice/open/paths-info/main", big,
+                            {"Content-Type": "application/json"})
+    assert status == 413, reply[:200]
+    files = ndjson(header(), *[regular(f"f{i}.txt", os.urandom(1000)) for i in range(3000)])  # ~4 MB commit
+    assert len(files) > 3 * 2**20
+    assert request(hub, "POST", "/api/models/alice/open/commit/main", files, ALICE)[0] == 200
+
+
+def test_one_lfs_batch_scans_the_repositories_once(hub, monkeypatch):
+    create(hub, "open", ALICE)
+    scans = []
+    real = hub.storage.readable_blobs
+    monkeypatch.setattr(hub.storage, "readable_blobs", lambda can_read: scans.append(1) or real(can_read))
+    objects = [{"oid": hashlib.sha256(str(i).encode()).hexdigest(), "size": 1} for i in range(200)]
+    for i in range(200):  # stored blobs that alice neither uploaded nor can read anywhere
+        hub.storage.put_blob(str(i).encode())
+    status, reply = request(hub, "POST", "/alice/open.git/info/lfs/objects/batch",
+                            json.dumps({"operation": "upload", "objects": objects}), ALICE)
+    assert status == 200 and all("actions" in o for o in json.loads(body_of(reply))["objects"])
+    assert len(scans) == 1

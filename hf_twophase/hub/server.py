@@ -59,6 +59,7 @@ LISTEN_BACKLOG = 128
 MAX_JSON_DEPTH = 64
 MAX_PATHS_INFO = 1000  # paths in one paths-info request
 MAX_LFS_BATCH = 1000  # objects in one LFS batch request (huggingface_hub sends at most 256)
+MAX_CONTROL_BODY = 2 * 2**20  # bytes of a request body other than a commit (paths-info, LFS batch, create, ...)
 _SEGMENT = r"[^/]+"
 _REPO = rf"(?P<repo>{_SEGMENT}(?:/{_SEGMENT})?)"
 _TYPE = r"(?P<type>models|datasets|spaces)"
@@ -405,10 +406,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise RequestRejected(400, "A chunk is longer than its size line says.")
 
-    def _body(self) -> bytes:
-        return b"".join(self._body_chunks(self.hub.max_body_bytes))
+    def _body(self, *, commit: bool = False) -> bytes:
+        """The whole body: a commit (which carries its small files inline) up to ``--max-body-mb``; every other
+        request, a small JSON document, up to ``MAX_CONTROL_BODY`` bytes, so parallel requests cannot fill memory."""
+        return b"".join(self._body_chunks(self.hub.max_body_bytes if commit else
+                                          min(self.hub.max_body_bytes, MAX_CONTROL_BODY)))
 
     def _dispatch(self) -> None:
+        self._readable_blobs: set[str] | None = None  # per request: a connection may carry another sender next
         self._unread_body = bool(self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")
                                  not in (None, "0"))
         try:
@@ -615,7 +620,7 @@ class _Handler(BaseHTTPRequestHandler):
         if (self.query.get("create_pr") or ["0"])[0].lower() in ("1", "true"):
             raise RequestRejected(400, "The local hub has no pull requests: commit to a branch (create_pr=False).",
                                   "PullRequestsNotSupported")
-        header, operations = _parse_commit(self._body())  # the whole body, checked, before anything is applied
+        header, operations = _parse_commit(self._body(commit=True))  # the whole body, checked, before applying
         self._writable_repo(type, repo)
         oid = self.hub.storage.commit(type, repo, rev, header, operations, may_reference=self._may_reference)
         self._send(200, {"success": True, "commitOid": oid,
@@ -628,8 +633,10 @@ class _Handler(BaseHTTPRequestHandler):
         identity = self.identity
         if identity is not None and self.hub.holds(identity.name, oid):
             return True
-        return self.hub.storage.blob_readable(
-            oid, lambda r: guard.can_read(identity, r["id"], bool(r["settings"].get("private"))))
+        if self._readable_blobs is None:  # one scan of the repositories per request, whatever its size
+            self._readable_blobs = self.hub.storage.readable_blobs(
+                lambda r: guard.can_read(identity, r["id"], bool(r["settings"].get("private"))))
+        return oid in self._readable_blobs
 
     def lfs_batch(self, repo: str, prefix: str | None = None) -> None:
         repo_type = prefix or "models"

@@ -318,17 +318,18 @@ class HubStorage:
             self._cards[sha256] = card_metadata(text)
         return self._cards[sha256]
 
-    def blob_readable(self, sha256: str, can_read: Callable[[dict], bool]) -> bool:
-        """Whether some repository that ``can_read`` accepts holds blob ``sha256`` at any of its commits."""
+    def readable_blobs(self, can_read: Callable[[dict], bool]) -> set[str]:
+        """The blobs that some repository ``can_read`` accepts holds at any of its commits."""
+        out: set[str] = set()
         for repo_type in guard.REPO_TYPES.values():
             for repo in self.list(repo_type):
                 if not can_read(repo):
                     continue
                 for commit in repo.get("commits", {}).values():
-                    entries = list((commit.get("files") or {}).values()) + list((commit.get("changes") or {}).values())
-                    if any(isinstance(e, dict) and e.get("sha256") == sha256 for e in entries):
-                        return True
-        return False
+                    for entry in [*(commit.get("files") or {}).values(), *(commit.get("changes") or {}).values()]:
+                        if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+                            out.add(entry["sha256"])
+        return out
 
     # --- commits ------------------------------------------------------------------------------------------------
     def _table(self, repo: dict, oid: str) -> tuple[dict, int]:
