@@ -247,6 +247,14 @@ class RepoSelector:
             infos = list(HfApi(token=token).list_models(
                 pipeline_tag=task, sort="downloads", limit=limit, filter=tags or None, search=search, author=author,
                 expand=["downloads", "private", "gated", "disabled", "siblings", "safetensors", "sha"]))
+        if not infos:
+            from hf_twophase.hub.client import endpoint
+
+            filters = ", ".join(f"{k}={v!r}" for k, v in (("filter", tags), ("search", search), ("author", author))
+                                if v)
+            raise SelectionError(f"the Hub at HF_ENDPOINT={endpoint()} lists no model with pipeline_tag {task}"
+                                 f"{' and ' + filters if filters else ''}; a model is listed for a task when its card "
+                                 f"says `pipeline_tag: {task}`, or pass the models yourself (from_models)")
         known = set(perf.models)
         entries = []
         for info in infos:

@@ -281,3 +281,22 @@ def test_two_processes_killed_mid_selection_resume_to_the_end(setup, tmp_path):
     assert done.stderr.count("phase 1: ranking") == 1 and "{'loss'" not in done.stderr
     assert summary["winner"] in models and (out / "winner" / "config.json").is_file()
     assert all((out / "selection_state" / "reports" / name).read_text() == text for name, text in before.items())
+
+
+def test_labels_that_cannot_be_used_say_what_is_wrong_in_the_users_words(setup, capsys, tmp_path):
+    from PIL import Image
+
+    root, models = setup
+    rows = "".join(f"t{i},{'' if i == 7 else i % 2}\n" for i in range(20))
+    (tmp_path / "holes.csv").write_text("text,label\n" + rows)
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    for i in range(12):
+        Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / "one" / "cat" / f"{i}.png")
+    (tmp_path / "nolabel.csv").write_text("text,score\n" + "".join(f"t{i},{i}\n" for i in range(20)))
+    cases = [("text-classification", tmp_path / "holes.csv", "has 1 empty value(s); expected a class id"),
+             ("image-classification", tmp_path / "one", "needs at least two"),
+             ("text-classification", tmp_path / "nolabel.csv", "--label-column on the command line")]
+    for task, dataset, message in cases:
+        code, err = _run(capsys, "--task", task, "--dataset", dataset, "--models", *models, "--matrix",
+                         root / "records.csv", "--output-dir", tmp_path / "out", "--cpu")
+        assert code == 2 and message in err and "Traceback" not in err, err

@@ -210,10 +210,21 @@ def test_select_trains_the_recalled_and_pushes_the_winner(repo, tmp_path):
     card = ModelCard.load(target)
     assert card.data.pipeline_tag == "text-classification" and "hf-twophase" in card.data.tags
     assert result.winner in card.text and "How it was selected" in card.text and "not-recalled" in card.text
-    assert "selection_report.json" in HfApi().list_repo_files(target)
+    pushed = HfApi().list_repo_files(target)
+    assert "selection_report.json" in pushed
+    assert not [f for f in pushed if f.endswith((".bin", ".pt", ".pth", ".pkl"))], pushed  # no pickle is published
+    assert not (tmp_path / "out" / "winner" / "training_args.bin").exists()
 
 
 def _fast_proxy():
     from hf_twophase.proxy.scorer import ProxyConfig
 
     return ProxyConfig(batch_size=32, max_samples=96, use_cache=False, progress=False)
+
+
+def test_an_empty_hub_listing_says_what_was_listed_and_where(local_hub):
+    with pytest.raises(SelectionError) as error:
+        RepoSelector.from_hub(task="text-classification", search="no-repository-is-named-like-this")
+    message = str(error.value)
+    assert f"HF_ENDPOINT={local_hub.url}" in message and "pipeline_tag text-classification" in message
+    assert "search='no-repository-is-named-like-this'" in message and "covers none" not in message

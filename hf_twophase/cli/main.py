@@ -288,13 +288,15 @@ def _cmd_matrix_info(args: argparse.Namespace) -> dict:
     matrix = PerformanceMatrix.default(check_task(args.task)) if args.matrix is None else resolve_matrix(args.matrix)
     final = matrix.final_scores()
     steps = int(matrix.records.groupby(["model", "dataset"])["step"].nunique().max())
-    out = {"source": matrix.source, "models": len(matrix.models), "datasets": matrix.datasets,
+    out = {"source": matrix.source, "models": len(matrix.models), "model_ids": list(matrix.models),
+           "datasets": matrix.datasets,
            "filled_cells": int(final.notna().to_numpy().sum()), "cells": int(final.size),
            "learning_curves": steps > 1, "provenance": matrix.provenance}
     if not args.json:
         print(f"{matrix.source}: {out['models']} models x {len(out['datasets'])} datasets, {out['filled_cells']} of "
               f"{out['cells']} cells filled, {'learning curves' if steps > 1 else 'final scores only (no curves)'}")
         print(f"  datasets: {', '.join(out['datasets'])}")
+        print(f"  models: {', '.join(out['model_ids'])}")
         if matrix.provenance:
             print(f"  provenance: {describe_provenance(matrix.provenance)}")
     return out

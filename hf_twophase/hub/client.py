@@ -245,7 +245,8 @@ def push_winner(folder: str | os.PathLike, repo_id: str, report, *, task: str,
             api.create_repo(repo_id, private=private, exist_ok=True)
         with hub_errors(f"an upload to {repo_id}"):
             api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="hf-twophase: the winner",
-                              allow_patterns=None, ignore_patterns=["checkpoint-*", "*.pt", "optimizer*"])
+                              allow_patterns=None,  # never a pickle: the Trainer's training_args.bin is one
+                              ignore_patterns=["checkpoint-*", "*.pt", "*.pth", "*.bin", "*.pkl", "optimizer*"])
             commit = api.upload_folder(repo_id=repo_id, folder_path=tmp,
                                        commit_message="hf-twophase: the selection report")
     return commit.oid

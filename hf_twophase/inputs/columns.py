@@ -58,8 +58,13 @@ def _label_column(dataset, label_column: str | None) -> tuple[str, int, tuple[st
     label = label_column or next((c for c in names if _feature_type(features[c]) == "ClassLabel"), None)
     label = label or next((c for c in LABEL_NAMES if c in names), None)
     if label is None or label not in names:
+        images = [c for c in names if _feature_type(features[c]) == "Image"]
+        if images and len(names) == len(images):  # what an image folder with a single class folder gives
+            raise DatasetError(f"the dataset has images ({', '.join(images)}) but no label; an image folder is "
+                               "labelled by its class folders, and needs at least two (DIR/cat/1.png, DIR/dog/2.png)")
         raise DatasetError(f"no label column found among {names}; expected a ClassLabel column or one named "
-                           f"{', '.join(LABEL_NAMES)} (or pass label_column=...)")
+                           f"{', '.join(LABEL_NAMES)} (or name it: label_column=... in Python, --label-column on "
+                           "the command line)")
     feature = features[label]
     kind = _feature_type(feature)
     if kind in ("Sequence", "List", "LargeList") or isinstance(feature, list):
@@ -68,6 +73,12 @@ def _label_column(dataset, label_column: str | None) -> tuple[str, int, tuple[st
     if kind == "ClassLabel":
         return label, int(feature.num_classes), tuple(str(n) for n in feature.names)
     dtype = getattr(feature, "dtype", "")
+    if str(dtype).startswith("float"):  # pandas reads an integer column with empty cells as floats
+        values = np.asarray(dataset[label], dtype=float)
+        missing = np.flatnonzero(np.isnan(values))
+        if missing.size:
+            raise DatasetError(f"label column '{label}' has {missing.size} empty value(s); expected a class id "
+                               "in every row")
     if not str(dtype).startswith(("int", "uint")):
         raise DatasetError(f"label column '{label}' has type {dtype or kind}; expected integer class ids "
                            "(cast it with dataset.class_encode_column('" + label + "'))")

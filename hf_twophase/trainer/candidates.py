@@ -238,6 +238,8 @@ def save_trained(prepared: Prepared, trainer, folder: str | Path, *, main: bool 
             _loadable_by_transformers(folder, label_names, prepared.image_size)
     else:
         trainer.save_model(str(folder))  # every rank calls it; the Trainer writes on the main one
+        if main:  # the Trainer pickles its arguments beside the weights: a winner carries no pickle
+            (folder / "training_args.bin").unlink(missing_ok=True)
         already_saved = getattr(trainer, "processing_class", None) is prepared.processing  # save_model wrote it
         if main and not already_saved and hasattr(prepared.processing, "save_pretrained"):
             prepared.processing.save_pretrained(str(folder))
