@@ -408,7 +408,7 @@ class RepoSelector:
 
         columns = {key: coordinator_kwargs[key] for key in
                    ("label_column", "text_column", "text_pair_column", "image_column") if key in coordinator_kwargs}
-        budget = budget_of(training_args)
+        budget = budget_of(training_args, len(train_dataset))
         if recall is None:
             recall = self.recall(train_dataset, k, **columns)
         stage = self.config.stage_steps or default_stage(budget)

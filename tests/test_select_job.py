@@ -300,3 +300,31 @@ def test_labels_that_cannot_be_used_say_what_is_wrong_in_the_users_words(setup, 
         code, err = _run(capsys, "--task", task, "--dataset", dataset, "--models", *models, "--matrix",
                          root / "records.csv", "--output-dir", tmp_path / "out", "--cpu")
         assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_an_epoch_budget_is_counted_in_steps_as_the_trainer_counts_them(setup, capsys, tmp_path):
+    import transformers as tf
+
+    from hf_twophase.trainer.coordinator import budget_of
+
+    args = tf.TrainingArguments(str(tmp_path / "a"), num_train_epochs=2, per_device_train_batch_size=16,
+                                use_cpu=True, report_to=[])
+    assert args.max_steps <= 0 and budget_of(args, 100) == 2 * 7  # ceil(100 / 16) batches an epoch
+    accumulated = tf.TrainingArguments(str(tmp_path / "b"), num_train_epochs=1.5, per_device_train_batch_size=16,
+                                       gradient_accumulation_steps=3, use_cpu=True, report_to=[])
+    assert budget_of(accumulated, 100) == 5  # ceil(1.5 * ceil(7 / 3))
+    assert budget_of(tf.TrainingArguments(str(tmp_path / "c"), max_steps=9, num_train_epochs=5, use_cpu=True,
+                                          report_to=[]), 100) == 9  # max_steps wins, as in the Trainer
+    root, models = setup
+    out = tmp_path / "out"
+    argv = ["--task", "text-classification", "--dataset", root / "data.csv", "--models", *models, "--matrix",
+            root / "records.csv", "--k", 2, "--epochs", 1, "--batch-size", 16, "--learning-rate", 3e-3,
+            "--proxy-samples", 64, "--output-dir", out, "--cpu", "--json"]
+    assert main([str(a) for a in argv]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["brute_force_steps"] == 2 * 8  # 128 training examples (20% of 160 held out) in batches of 16
+    report = json.loads((out / "report.json").read_text())
+    assert report["budget"] == 8 and max(c["steps_trained"] for c in report["candidates"]) == 8
+    with pytest.raises(SystemExit) as stop:
+        main([*map(str, argv[:-1]), "--budget", "4"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -66,7 +66,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--k", type=positive_int, default=None,
                    help="how many models phase 1 recalls (default: 10, or every rankable model when fewer; the "
                         "embedded repository: 4 for image-classification, 3 for text-classification)")
-    p.add_argument("--budget", type=positive_int, default=None, help="training steps per candidate (the full budget)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=positive_int, default=None,
+                        help="training steps per candidate (the full budget; default: the embedded default's, or 200)")
+    budget.add_argument("--epochs", type=positive_float, default=None,
+                        help="the budget in epochs of the training split instead, counted in optimizer steps with "
+                             "--batch-size and the number of processes (the same steps for every candidate)")
     p.add_argument("--stage-steps", type=positive_int, default=None,
                    help=f"steps of the first stage (default: budget / {STAGES_PER_BUDGET})")
     p.add_argument("--growth", type=growth_factor, default=1.0,
@@ -186,7 +191,7 @@ class Plan:
     task: str
     budget: int
     k: int | None  # None: the selector's default for what it can rank
-    stage_steps: int
+    stage_steps: int | None  # None until an --epochs budget is counted
     learning_rate: float
     batch_size: int
     max_train: int | None
@@ -214,7 +219,10 @@ def resolve_plan(args: argparse.Namespace) -> Plan:
         if k > len(planned):
             raise SelectionError(f"--k {k} is larger than the embedded repository ({len(planned)} models)")
     own_data = args.dataset is not None
-    return Plan(task=args.task, budget=budget, k=k, stage_steps=args.stage_steps or default_stage(budget),
+    if getattr(args, "epochs", None) is not None:
+        budget = -1  # counted from the epochs once the training split's length is known (`epoch_budget`)
+    return Plan(task=args.task, budget=budget, k=k,
+                stage_steps=args.stage_steps or (default_stage(budget) if budget > 0 else None),
                 learning_rate=args.learning_rate or (default.learning_rate if default else 5e-5),
                 batch_size=args.batch_size or (default.batch_size if default else 16),
                 max_train=args.max_train or (None if own_data else default.train_examples),
@@ -316,17 +324,27 @@ def _command_words(args: argparse.Namespace) -> list[str]:
     return list(getattr(args, "command_words", None) or ["python", *sys.argv])
 
 
+def epoch_budget(args: argparse.Namespace, plan: Plan, train_size: int, main: bool) -> None:
+    """With ``--epochs``: the budget in steps, as the coordinator counts it, and the stage length that follows."""
+    from hf_twophase.trainer.coordinator import budget_of
+
+    plan.budget = budget_of(training_arguments(args, plan, main), train_size)
+    plan.stage_steps = args.stage_steps or default_stage(plan.budget)
+
+
 def training_arguments(args: argparse.Namespace, plan: Plan, main: bool):
     import transformers as tf
 
     from hf_twophase.trainer.distributed import has_accelerator
 
     return tf.TrainingArguments(
-        output_dir=args.output_dir, max_steps=plan.budget, per_device_train_batch_size=plan.batch_size,
+        output_dir=args.output_dir, max_steps=plan.budget, num_train_epochs=getattr(args, "epochs", None) or 3.0,
+        per_device_train_batch_size=plan.batch_size,
         per_device_eval_batch_size=max(64, plan.batch_size), learning_rate=plan.learning_rate, seed=args.seed,
         # on a machine without an accelerator the Trainer must know it runs on the CPU: only then does it join the
         # job's CPU process group and train data-parallel (parallel_mode DISTRIBUTED) under several processes
-        report_to=[], use_cpu=args.cpu or not has_accelerator(), disable_tqdm=not main, logging_steps=plan.stage_steps,
+        report_to=[], use_cpu=args.cpu or not has_accelerator(), disable_tqdm=not main,
+        logging_steps=plan.stage_steps or 500,
         # the coordinator writes its own stage checkpoints (what --resume needs), whatever the template says
         save_strategy="no", dataloader_pin_memory=not args.cpu and has_accelerator())
 
@@ -345,6 +363,8 @@ def run(args: argparse.Namespace) -> dict:
     with job_console(log_file, verbose=args.verbose):
         say(f"hf-twophase select: {args.task}; details in {log_file}", flush=True)
         data = load_data(args, plan)
+        if plan.budget < 1:
+            epoch_budget(args, plan, len(data.train), main)
         selector, repo = make_selector(args, plan, state)
         say(f"phase 1: ranking {len(selector.entries)} candidates on {data.name} ({len(data.train)} train / "
             f"{len(data.validation)} validation examples)", flush=True)

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import gc
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -152,13 +153,22 @@ class VerdictBoard:
         return self._verdicts[(candidate, step)]
 
 
-def budget_of(training_args) -> int:
-    """Each candidate's budget in steps: the template's ``max_steps``, which must be set (epochs cannot be compared
-    across candidates that batch differently)."""
-    budget = int(training_args.max_steps)
-    if budget <= 0:
-        raise SelectionError("training_args.max_steps must be set: it is the budget of every candidate (in steps)")
-    return budget
+def budget_of(training_args, train_size: int | None = None) -> int:
+    """Each candidate's budget in steps: the template's ``max_steps`` when set, else its ``num_train_epochs`` over
+    ``train_size`` examples, counted as the Trainer counts optimizer steps (batch size x processes per batch,
+    gradient accumulation, ceil). Every candidate shares the template, so an epoch budget is the same number of steps
+    for all of them, and their curves stay comparable step for step."""
+    if int(training_args.max_steps) > 0:
+        return int(training_args.max_steps)
+    epochs = float(training_args.num_train_epochs)
+    if train_size is None or not epochs > 0:
+        raise SelectionError("set training_args.max_steps, or num_train_epochs > 0: it is the budget of every "
+                             "candidate")
+    per_batch = int(training_args.per_device_train_batch_size) * max(1, int(training_args.world_size))
+    batches = train_size // per_batch if training_args.dataloader_drop_last else math.ceil(train_size / per_batch)
+    accumulation = max(1, int(training_args.gradient_accumulation_steps))
+    updates = max(1, batches // accumulation + int(batches % accumulation > 0))
+    return max(1, math.ceil(epochs * updates))
 
 
 @dataclass
@@ -269,7 +279,7 @@ class SelectionCoordinator:
             raise SelectionError("no candidates to select from")
         if len(set(names)) != len(names):
             raise SelectionError(f"candidate names must be unique, got {names}")
-        self.budget = budget_of(training_args)
+        self.budget = budget_of(training_args, len(train_dataset))
         self.columns = self._check_data(train_dataset, eval_dataset, label_column=label_column,
                                         text_column=text_column, text_pair_column=text_pair_column,
                                         image_column=image_column)
