@@ -31,10 +31,14 @@ class UnsafePathError(HFTwoPhaseError, ValueError):
 def folder_name(name: str) -> str:
     """A single path component for ``name``: its readable letters, then 8 hex digits of its sha256.
 
-    ``org/model`` -> ``org--model-1a2b3c4d``; ``..`` -> ``x-4f1b...``; never empty, ``.``, ``..``, absolute or hidden,
+    ``org/model`` -> ``org--model-1a2b3c4d``; ``/cache/models/lite2`` -> ``lite2-...``; ``..`` -> ``x-4f1b...``; never
+    empty, ``.``, ``..``, absolute or hidden,
     and two names that differ only in characters the slug drops still get different folders.
     """
-    readable = _UNSAFE.sub("-", str(name).replace("/", "--").replace("\\", "--")).strip(".-")[:MAX_SLUG].strip(".-")
+    text = str(name)
+    if text.startswith(("/", ".", "~")):  # a local path: its last part says which model it is
+        text = text.rstrip("/").rsplit("/", 1)[-1] or text
+    readable = _UNSAFE.sub("-", text.replace("/", "--").replace("\\", "--")).strip(".-")[:MAX_SLUG].strip(".-")
     digest = hashlib.sha256(str(name).encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{readable or 'x'}-{digest}"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
-from hf_twophase.inputs.columns import detect_columns
+from hf_twophase.inputs.columns import detect_columns, encode_string_labels
 from hf_twophase.method.clustering import ClusteringConfig
 from hf_twophase.method.recall import (
     DEFAULT_COLD_BUDGET,
@@ -335,6 +335,7 @@ class RepoSelector:
         the rest; recall the top ``k``. A model that cannot be loaded or scored is skipped with its reason."""
         k = self.default_k() if k is None else k
         self.check_k(k)
+        dataset, _ = encode_string_labels(dataset, None, columns.get("label_column"))  # class names, as the CLI
         detect_columns(dataset, **columns)  # a dataset without labels fails here, before any download
         start = time.perf_counter()
         proxy = _ProxyScores(scorer or self._scorer(), dataset, columns, self.config.proxy)
@@ -408,6 +409,8 @@ class RepoSelector:
 
         columns = {key: coordinator_kwargs[key] for key in
                    ("label_column", "text_column", "text_pair_column", "image_column") if key in coordinator_kwargs}
+        # class-name labels are encoded once, here, so that phase 1 and every candidate see the same class ids
+        train_dataset, eval_dataset = encode_string_labels(train_dataset, eval_dataset, columns.get("label_column"))
         budget = budget_of(training_args, len(train_dataset))
         if recall is None:
             recall = self.recall(train_dataset, k, **columns)

@@ -246,3 +246,16 @@ def test_a_damaged_selection_manifest_is_one_clear_error_on_resume(tmp_path, can
     with pytest.raises(StateFileError, match="selection.json is damaged"):
         SelectionCoordinator(candidates[:2], train, ev, args, stage_steps=2, save_stages=False,
                              progress=False).run(resume=True)
+
+
+def test_class_name_labels_are_accepted_as_the_command_line_accepts_them(tmp_path, candidates, data):
+    import datasets
+
+    names = ["neg", "pos"]
+    train, ev = (split.cast_column("label", datasets.Value("int64")).map(lambda row: {"label": names[row["label"]]})
+                 for split in data)
+    assert train.features["label"].dtype == "string"
+    result = SelectionCoordinator(candidates[:2], train, ev, training_args(tmp_path / "sel", max_steps=4),
+                                  stage_steps=2, save_stages=False).run()
+    assert result.report.extra["labels"] == names
+    assert result.model.config.id2label == {0: "neg", 1: "pos"}

@@ -79,6 +79,10 @@ def test_image_default_runs_quietly_from_a_fresh_cache(one_process_default):
     assert "'loss'" in log  # what the screen left out is kept
     matrix_cells = tmp_path / "cache" / "default" / "image-classification" / "matrix"
     assert not matrix_cells.exists()  # the matrix shipped: nothing was built but the recalled models
+    cache = str(tmp_path / "cache")
+    assert cache not in (out / "report.md").read_text()  # local folders by their own names, as on the console
+    assert cache in (out / "report.json").read_text()  # the full names stay in the machine-readable report
+    assert not [p.name for p in (out / "candidates").iterdir() if "cache" in p.name]
 
 
 def test_image_default_on_two_processes_is_one_selection(one_process_default, tmp_path):

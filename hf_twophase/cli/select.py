@@ -392,11 +392,6 @@ def run(args: argparse.Namespace) -> dict:
     return {**summary, "main": main}
 
 
-def _short(name: str) -> str:
-    """Local folders by their folder name (the embedded repository's derived models live deep in the cache)."""
-    return Path(name).name if os.sep in name and Path(name).exists() else name
-
-
 def _fmt_seconds(s: float) -> str:
     return f"{int(s // 60)} min {int(s % 60)} s" if s >= 60 else f"{s:.1f} s"
 
@@ -427,6 +422,8 @@ def _above_halving(report) -> str:
 
 def _summary(result, selector, recall, data: JobData, total, phase1_seconds, repo, pushed, args, *,
              processes: int = 1) -> dict:
+    from hf_twophase.trainer.report import display_name
+
     report = result.report
     trained = [c for c in report.candidates if c.name in set(report.trained_candidates)]
     bf, sh, spent = report.brute_force_steps, report.successive_halving_steps(), report.steps_spent
@@ -442,9 +439,9 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, rep
         f" -> recalled {len(recall.recalled)}",
     ]
     for m in recall.recalled:
-        lines.append(f"    {_short(m)}  (recall score {recall.scores[m]:.3f})")
+        lines.append(f"    {display_name(m)}  (recall score {recall.scores[m]:.3f})")
     for m, reason in {**selector.skipped, **recall.skipped}.items():
-        lines.append(f"    skipped {_short(m)}: {reason}")
+        lines.append(f"    skipped {display_name(m)}: {reason}")
     lines.append(f"phase 2: {report.policy.get('policy')}, budget {report.budget} steps per candidate, stage ends "
                  f"{', '.join(map(str, report.stage_ends))}"
                  + (f" ({report.policy['note']})" if report.policy.get("note") else ""))
@@ -452,11 +449,11 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, rep
         where = f"at step {c.stopped_at}" if c.stopped_at is not None and c.status != "winner" else ""
         why = (c.reason + (f" ({c.note})" if c.note else "")).strip()
         last = f"{report.metric} {c.curve[max(c.curve)]:.4f}" if c.curve else "no evaluation"
-        lines.append(f"    {c.status:8s} {_short(c.name)} {where} - {last}; {c.steps_trained} steps"
+        lines.append(f"    {c.status:8s} {display_name(c.name)} {where} - {last}; {c.steps_trained} steps"
                      + (f"; {why}" if why and c.status != "winner" else ""))
     score = "n/a" if report.winner_score is None else f"{report.winner_score:.4f}"
     lines += [
-        f"winner: {_short(report.winner)}  ({report.metric} {score})",
+        f"winner: {display_name(report.winner)}  ({report.metric} {score})",
         f"cost: {spent} training steps; brute force would spend {bf} ({bf / max(spent, 1):.2f}x), successive "
         f"halving {sh} ({sh / max(spent, 1):.2f}x)",
     ]

@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 
 from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.errors import SelectionError
-from hf_twophase.inputs.columns import Columns, detect_columns
+from hf_twophase.inputs.columns import Columns, detect_columns, encode_string_labels
 from hf_twophase.method.policies import SelectionPolicy, StageSchedule, SuccessiveHalving
 from hf_twophase.method.registry import default_stage
 from hf_twophase.paths import UnsafePathError, folder_name, real_folder, remove_tree
@@ -279,6 +279,8 @@ class SelectionCoordinator:
             raise SelectionError("no candidates to select from")
         if len(set(names)) != len(names):
             raise SelectionError(f"candidate names must be unique, got {names}")
+        # labels given as class names (pos/neg) are encoded the same way in both splits; the names become id2label
+        train_dataset, eval_dataset = encode_string_labels(train_dataset, eval_dataset, label_column)
         self.budget = budget_of(training_args, len(train_dataset))
         self.columns = self._check_data(train_dataset, eval_dataset, label_column=label_column,
                                         text_column=text_column, text_pair_column=text_pair_column,

@@ -16,6 +16,12 @@ from hf_twophase.method.policies import StageSchedule, SuccessiveHalving
 UNTRAINED = ("not-recalled", "skipped")  # listed but never trained: no part of what brute force would have cost
 
 
+
+def display_name(name: str) -> str:
+    """A candidate as people read it: a local folder by its own name (the embedded repository's models live deep in
+    a cache), anything else (a Hub id, ``packaged:NAME``) as it is. report.json keeps the full names."""
+    return Path(name).name if Path(name).is_absolute() else name
+
 @dataclass
 class CandidateReport:
     name: str
@@ -75,7 +81,7 @@ class SelectionReport:
     def to_markdown(self) -> str:
         score = f" ({self.metric} {self.winner_score:.4f})" if self.winner_score is not None else ""
         lines = [
-            f"**Winner: {self.winner}**{score}",
+            f"**Winner: {display_name(self.winner)}**{score}",
             "",
             f"Training steps spent: {self.steps_spent} (brute force: {self.brute_force_steps}, successive halving: "
             f"{self.successive_halving_steps()}); budget {self.budget} steps per candidate; stage ends "
@@ -86,7 +92,8 @@ class SelectionReport:
         ]
         for c in self.candidates:
             curve = ", ".join(f"{s}: {v:.4f}" for s, v in sorted(c.curve.items()))
-            lines.append(f"| {c.name} | {c.status} | {c.stopped_at if c.stopped_at is not None else '-'} | "
+            stopped = c.stopped_at if c.stopped_at is not None else "-"
+            lines.append(f"| {display_name(c.name)} | {c.status} | {stopped} | "
                          f"{(c.reason + (' - ' + c.note if c.note else '')).replace('|', '/')} | {c.steps_trained} | "
                          f"{curve} |")
         if self.policy.get("note"):
@@ -108,8 +115,8 @@ class SelectionReport:
 
             for r in rows:
                 status = "yes" if r["recalled"] else (f"skipped: {r['skipped']}" if r.get("skipped") else "no")
-                lines.append(f"| {r['model']} | {r['origin']} | {num(r['prior'])} | {num(r['proxy'], 4)} | "
-                             f"{num(r['proxy_seconds'], 1)} | {num(r['recall_score'])} | "
+                lines.append(f"| {display_name(r['model'])} | {r['origin']} | {num(r['prior'])} | "
+                             f"{num(r['proxy'], 4)} | {num(r['proxy_seconds'], 1)} | {num(r['recall_score'])} | "
                              f"{status.replace('|', '/')} |")
         provenance = (self.extra.get("matrix") or {}).get("provenance")
         if provenance:
@@ -134,7 +141,7 @@ class SelectionReport:
                 continue
             steps, vals = zip(*sorted(c.curve.items()), strict=True)
             style = {"linewidth": 2.5} if c.status == "winner" else {"linewidth": 1.2, "alpha": 0.8}
-            label = Path(c.name).name if Path(c.name).is_absolute() else c.name  # local folders by their name
+            label = display_name(c.name)
             line, = ax.plot(steps, vals, marker="o", markersize=3, label=f"{label} ({c.status})", **style)
             if c.status in ("pruned", "dropped") and c.stopped_at in c.curve:
                 ax.plot([c.stopped_at], [c.curve[c.stopped_at]], marker="x", markersize=9, markeredgewidth=1.5,
