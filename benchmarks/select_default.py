@@ -59,7 +59,7 @@ def run_task(task: str, work: Path) -> dict:
     env = {**os.environ, "HF_TWOPHASE_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     base = [sys.executable, str(ROOT / "examples" / "select.py"), "--task", task]
     out: dict = {"task": task}
-    for name, extra in (("fresh", ["--output-dir", "runs/select"]), ("warm", ["--output-dir", "runs/warm"]),
+    for name, extra in (("fresh", []), ("warm", ["--output-dir", "runs/warm"]),  # fresh: the default folder
                         ("brute force", ["--output-dir", "runs/bf", "--policy", "brute-force"])):
         summary = work / f"{name.replace(' ', '-')}.json"
         wall, peak, done = measured([*base, *extra], work, {**env, "HF_TWOPHASE_SELECT_JSON": str(summary)})

@@ -328,3 +328,14 @@ def test_an_epoch_budget_is_counted_in_steps_as_the_trainer_counts_them(setup, c
     with pytest.raises(SystemExit) as stop:
         main([*map(str, argv[:-1]), "--budget", "4"])
     assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_each_task_has_its_own_default_output_folder(monkeypatch, capsys):
+    """The documented text run after the image default must not find the image selection in its folder."""
+    import hf_twophase.cli.select as job
+
+    seen = []
+    monkeypatch.setattr(job, "run", lambda args: seen.append(args.output_dir) or {"screen": "", "main": True})
+    assert job.main([]) == 0 and job.main(["--task", "text-classification"]) == 0
+    assert job.main(["--output-dir", "mine"]) == 0
+    assert seen == ["runs/select/image-classification", "runs/select/text-classification", "mine"]

@@ -91,7 +91,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--label-column", default=None)
     p.add_argument("--text-column", default=None)
     p.add_argument("--image-column", default=None)
-    p.add_argument("--output-dir", default="runs/select")
+    p.add_argument("--output-dir", default=None,
+                   help="where the selection, the winner and the report go (default: runs/select/TASK, one folder "
+                        "per task, so the text default can follow the image default)")
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="push the winner with its report card")
     p.add_argument("--resume", action="store_true", help="continue an interrupted selection in --output-dir")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier selection in --output-dir")
@@ -476,6 +478,7 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, rep
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    args.output_dir = args.output_dir or str(Path("runs") / "select" / args.task)
     args.command_words = ["python", *sys.argv] if argv is None else [*parser.prog.split(), *map(str, argv)]
     try:
         # with --json, stdout carries one JSON object: the summary screen and the work's own output go to stderr
