@@ -43,6 +43,12 @@ def folder_name(name: str) -> str:
     return f"{readable or 'x'}-{digest}"
 
 
+def display_name(name: str) -> str:
+    """A candidate as people read it: a local folder by its own name (the embedded repository's models live deep in
+    a cache), anything else (a Hub id, ``packaged:NAME``) as it is. Machine-readable reports keep the full names."""
+    return Path(name).name if Path(name).is_absolute() else name
+
+
 def inside(root: str | os.PathLike, path: str | os.PathLike, *, or_root: bool = False) -> Path:
     """``path`` resolved (every link followed); :class:`UnsafePathError` unless it lies strictly inside ``root``
     (or is ``root`` itself, with ``or_root``)."""
@@ -87,4 +93,4 @@ def real_folder(root: str | os.PathLike, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["UnsafePathError", "folder_name", "inside", "real_folder", "remove_tree"]
+__all__ = ["UnsafePathError", "display_name", "folder_name", "inside", "real_folder", "remove_tree"]

@@ -210,6 +210,7 @@ def test_select_trains_the_recalled_and_pushes_the_winner(repo, tmp_path):
     card = ModelCard.load(target)
     assert card.data.pipeline_tag == "text-classification" and "hf-twophase" in card.data.tags
     assert result.winner in card.text and "How it was selected" in card.text and "not-recalled" in card.text
+    assert "github.com/hf-twophase" not in card.text  # no link to a repository that is not ours to name
     pushed = HfApi().list_repo_files(target)
     assert "selection_report.json" in pushed
     assert not [f for f in pushed if f.endswith((".bin", ".pt", ".pth", ".pkl"))], pushed  # no pickle is published

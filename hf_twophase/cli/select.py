@@ -424,7 +424,7 @@ def _above_halving(report) -> str:
 
 def _summary(result, selector, recall, data: JobData, total, phase1_seconds, repo, pushed, args, *,
              processes: int = 1) -> dict:
-    from hf_twophase.trainer.report import display_name
+    from hf_twophase.paths import display_name
 
     report = result.report
     trained = [c for c in report.candidates if c.name in set(report.trained_candidates)]

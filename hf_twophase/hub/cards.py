@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hf_twophase.paths import display_name
 from hf_twophase.records.matrix import PerformanceMatrix
 
 DEFAULT_MEASUREMENT = (
@@ -86,7 +87,7 @@ def model_card(report, repo_id: str, *, task: str, dataset_name: str = "the user
     policy = report.policy.get("policy", "fine selection") if isinstance(report.policy, dict) else str(report.policy)
     return ModelCard.from_template(
         data, template_path=str(template_path("model_card.md")), repo_id=repo_id,
-        repo_name=repo_id.split("/")[-1], winner=winner, dataset_name=dataset_name,
+        repo_name=repo_id.split("/")[-1], winner=display_name(winner), dataset_name=dataset_name,
         n_candidates=len(report.trained_candidates), policy_name=policy,
         metric=report.metric, winner_score="n/a" if report.winner_score is None else f"{report.winner_score:.4f}",
         budget=report.budget, stage_ends=", ".join(map(str, report.stage_ends[:8])), steps_spent=report.steps_spent,

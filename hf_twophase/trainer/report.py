@@ -12,15 +12,11 @@ from pathlib import Path
 from hf_twophase.atomic import write_json_atomic, write_text_atomic
 from hf_twophase.method.engine import SelectionRun
 from hf_twophase.method.policies import StageSchedule, SuccessiveHalving
+from hf_twophase.paths import display_name
 
 UNTRAINED = ("not-recalled", "skipped")  # listed but never trained: no part of what brute force would have cost
 
 
-
-def display_name(name: str) -> str:
-    """A candidate as people read it: a local folder by its own name (the embedded repository's models live deep in
-    a cache), anything else (a Hub id, ``packaged:NAME``) as it is. report.json keeps the full names."""
-    return Path(name).name if Path(name).is_absolute() else name
 
 @dataclass
 class CandidateReport:
