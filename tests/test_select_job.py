@@ -69,6 +69,9 @@ def test_small_selection_end_to_end(setup, capsys, tmp_path, monkeypatch):
     assert summary["winner"] in summary["recalled"] and len(summary["recalled"]) == 2
     assert summary["steps_spent"] <= summary["brute_force_steps"] == 2 * 8
     assert "winner:" in screen and "brute force would spend 16" in screen and "phase 1: 3 candidates" in screen
+    assert 0.3 < summary["majority_baseline"] <= 1 and "majority class alone: eval_accuracy" in screen
+    assert "best other candidate:" in screen
+    assert "majority class alone" in (out / "report.md").read_text()
     for name in ("summary.txt", "report.md", "report.json", "curves.png", "winner/config.json"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())

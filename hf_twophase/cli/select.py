@@ -456,6 +456,7 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, rep
     score = "n/a" if report.winner_score is None else f"{report.winner_score:.4f}"
     lines += [
         f"winner: {display_name(report.winner)}  ({report.metric} {score})",
+        *[f"  {line}" for line in report.context()],
         f"cost: {spent} training steps; brute force would spend {bf} ({bf / max(spent, 1):.2f}x), successive "
         f"halving {sh} ({sh / max(spent, 1):.2f}x)",
     ]
@@ -469,6 +470,7 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, rep
     lines.append("=" * 78)
     screen = "\n".join(lines) + "\n"
     return {"screen": screen, "processes": processes, "winner": report.winner, "winner_score": report.winner_score,
+            "majority_baseline": report.extra.get("majority_baseline"),
             "steps_spent": spent, "brute_force_steps": bf, "successive_halving_steps": sh, "recalled": recall.recalled,
             "seconds": round(total, 1), "phase1_seconds": round(phase1_seconds, 1),
             "build_seconds": None if repo is None else round(repo.build_seconds, 1),

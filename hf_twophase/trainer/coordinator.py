@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import TrainerCallback
 
@@ -576,6 +577,9 @@ class SelectionCoordinator:
                                  winner_score=reports.get(self.budget, {}).get(winner))
         if self.columns.label_maps():
             report.extra["labels"] = list(self.columns.class_names)  # as the winner's id2label names them
+        if self.metric == "eval_accuracy":  # what always answering the most common class would score
+            counts = np.bincount(np.asarray(self.eval_dataset[self.columns.label], dtype=np.int64))
+            report.extra["majority_baseline"] = round(float(counts.max() / max(1, counts.sum())), 4)
         slot = slots[winner]
         winner_dir = self.output_dir / "winner"
         if self._main:  # a link planted at winner/ or below it is replaced, never written through

@@ -30,6 +30,9 @@ class CandidateReport:
     note: str = ""
 
 
+RISING = 0.01  # a last-stage gain above one point of the metric is worth telling the user about
+
+
 @dataclass
 class SelectionReport:
     candidates: list[CandidateReport]
@@ -55,6 +58,27 @@ class SelectionReport:
     def brute_force_steps(self) -> int:
         return self.budget * len(self.trained_candidates)
 
+    def context(self) -> list[str]:
+        """What makes the winner's score meaningful: the majority class alone, the best other candidate, and whether
+        the winner was still improving when the budget ran out (then more budget may buy a better model)."""
+        lines = []
+        baseline = self.extra.get("majority_baseline")
+        if baseline is not None:
+            lines.append(f"majority class alone: {self.metric} {baseline:.4f}")
+        others = [(c.curve[max(c.curve)], max(c.curve), c.name) for c in self.candidates
+                  if c.name != self.winner and c.curve and c.status not in UNTRAINED]
+        if others:
+            value, step, name = max(others)
+            lines.append(f"best other candidate: {display_name(name)}, {self.metric} {value:.4f} at step {step}")
+        winner = next((c for c in self.candidates if c.name == self.winner), None)
+        if winner is not None and len(winner.curve) >= 2:
+            (_, before), (_, last) = sorted(winner.curve.items())[-2:]
+            if last - before > RISING:
+                lines.append(f"the winner's {self.metric} still rose {100 * (last - before):.1f} points over its last "
+                             f"stage: a larger budget (--budget {2 * self.budget}, or more epochs) may train a better "
+                             "model")
+        return lines
+
     def successive_halving_steps(self) -> int:
         """What successive halving would have trained on the same candidates and stage schedule."""
         names = self.trained_candidates
@@ -78,6 +102,8 @@ class SelectionReport:
         score = f" ({self.metric} {self.winner_score:.4f})" if self.winner_score is not None else ""
         lines = [
             f"**Winner: {display_name(self.winner)}**{score}",
+            "",
+            *[f"- {line}" for line in self.context()],
             "",
             f"Training steps spent: {self.steps_spent} (brute force: {self.brute_force_steps}, successive halving: "
             f"{self.successive_halving_steps()}); budget {self.budget} steps per candidate; stage ends "
