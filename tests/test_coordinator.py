@@ -176,8 +176,11 @@ def test_bad_input_fails_before_training(tmp_path, candidates, data):
                                                             num_attention_heads=1, intermediate_size=8, num_labels=5))
     with pytest.raises(SelectionError, match="5 outputs but the dataset has 2 classes"):
         SelectionCoordinator([Candidate("fixed", fixed, tokenizer=object())], train, ev, training_args(tmp_path / "c"))
-    with pytest.raises(SelectionError, match="max_steps"):
-        SelectionCoordinator(candidates, train, ev, tf.TrainingArguments(str(tmp_path / "d"), use_cpu=True))
+    with pytest.raises(SelectionError, match="set training_args.max_steps, or num_train_epochs > 0"):
+        SelectionCoordinator(candidates, train, ev, tf.TrainingArguments(str(tmp_path / "d"), use_cpu=True,
+                                                                         num_train_epochs=0))
+    epochs = SelectionCoordinator(candidates, train, ev, tf.TrainingArguments(str(tmp_path / "e"), use_cpu=True))
+    assert epochs.budget == 3 * -(-len(train) // 8)  # without max_steps: the template's 3 epochs in batches of 8
     assert not (tmp_path / "a").exists()  # nothing was trained or written
 
 
