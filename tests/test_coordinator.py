@@ -199,7 +199,10 @@ def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data, ba
     decision = crashed / "selection_state" / "decisions" / f"{20:08d}.json"
 
     def stage_two_saved():  # the survivor checkpointed stage 2 (4 -> 2 at step 10, 2 -> 1 at step 20)
-        return decision.exists() and len(list(crashed.glob(f"candidates/*/checkpoint-20/{COMPLETE_MARKER}"))) >= 1
+        # the pruned candidate's folder is gone, so the complete checkpoint is the survivor's own (a pruned one's,
+        # written in the background just before its folder is removed, does not count)
+        folders = list(crashed.glob("candidates/*"))
+        return decision.exists() and len(folders) == 1 and (folders[0] / "checkpoint-20" / COMPLETE_MARKER).is_file()
 
     deadline = time.time() + 240
     while not stage_two_saved() and time.time() < deadline and proc.poll() is None:
