@@ -89,7 +89,8 @@ class HubStorage:
         self._locks_guard = threading.Lock()
         self._parameters: dict[str, dict[str, int]] = {}
         self._cards: dict[str, dict] = {}
-        self._tables: OrderedDict[tuple, dict] = OrderedDict()
+        self._tables: OrderedDict[tuple, tuple[dict, int]] = OrderedDict()
+        self._tables_lock = threading.Lock()  # request threads resolve commits at once
         self._downloads_lock = threading.Lock()
         self._downloads_file = self.root / "downloads.json"
         self._downloads: dict[str, int] = self._read_downloads()
@@ -186,7 +187,8 @@ class HubStorage:
             self.save(repo_type, repo_id, repo)
             if settings.get("downloads") is not None:
                 with self._downloads_lock:
-                    self._downloads_dirty = self._downloads.pop(f"{repo_type}/{repo_id}", None) is not None
+                    if self._downloads.pop(f"{repo_type}/{repo_id}", None) is not None:
+                        self._downloads_dirty = True  # never clear a flag that other counts have set
 
     # --- download counts ----------------------------------------------------------------------------------------
     def _read_downloads(self) -> dict[str, int]:
@@ -335,9 +337,10 @@ class HubStorage:
     def _table(self, repo: dict, oid: str) -> tuple[dict, int]:
         """The file table at commit ``oid`` and how many commits lie between it and the last whole table."""
         key = (repo["type"], repo["id"], oid)
-        if key in self._tables:
-            self._tables.move_to_end(key)
-            return self._tables[key]
+        with self._tables_lock:
+            if key in self._tables:
+                self._tables.move_to_end(key)
+                return self._tables[key]
         chain, at = [], oid
         while "files" not in repo["commits"][at]:
             chain.append(repo["commits"][at])
@@ -347,9 +350,10 @@ class HubStorage:
             for path in commit.get("deleted", []):
                 files.pop(path, None)
             files.update(commit.get("changes", {}))
-        self._tables[key] = (files, len(chain))
-        if len(self._tables) > _TABLE_CACHE:
-            self._tables.popitem(last=False)
+        with self._tables_lock:
+            self._tables[key] = (files, len(chain))
+            if len(self._tables) > _TABLE_CACHE:
+                self._tables.popitem(last=False)
         return files, len(chain)
 
     def resolve(self, repo: dict, revision: str) -> tuple[str, dict]:
