@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hf_twophase.trainer.checkpoints as checkpoints  # noqa: E402
 from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
+from hf_twophase.trainer.config import SelectionConfig  # noqa: E402
 from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
 
@@ -92,8 +93,8 @@ def main() -> None:
         with context():
             SelectionCoordinator(names, train, ev, training_args(work / f"{mode}_{r}", max_steps=args.budget,
                                                                  logging_steps=args.stage),
-                                 stage_steps=args.stage, save_stages=save_stages,
-                                 background_checkpoints=background).run()
+                                 SelectionConfig(stage_steps=args.stage, save_stages=save_stages,
+                                                 background_checkpoints=background)).run()
         seconds = time.perf_counter() - start
         shutil.rmtree(work / f"{mode}_{r}")  # untimed: a hundred selections would otherwise fill /tmp
         return seconds, PARTS["held"]

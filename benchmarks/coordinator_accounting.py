@@ -25,12 +25,12 @@ from hf_twophase.cli.select import main as select_main  # noqa: E402
 from hf_twophase.trainer.callback import FineSelectionCallback  # noqa: E402
 from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
 from hf_twophase.trainer.report import SelectionReport  # noqa: E402
-from hf_twophase.trainer.state import DirectorySelectionState  # noqa: E402
+from hf_twophase.trainer.storage import DirectoryStorage  # noqa: E402
 
 ADDED = [  # (owner, method, label): work the coordinator adds
     (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (SelectionCoordinator, "_finish", "finish"),
-    (SelectionCoordinator, "_free", "free pruned"), (DirectorySelectionState, "_write_report", "state"),
-    (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
+    (SelectionCoordinator, "_free", "free pruned"), (DirectoryStorage, "add_report", "state"),
+    (DirectoryStorage, "add_record", "state"), (DirectoryStorage, "reports", "state"),
     (FineSelectionCallback, "_release", "pause"), (FineSelectionCallback, "_capture_rng", "pause"),
 ]
 INSIDE = [(SelectionCoordinator, "run", "selection (phase 2)"), (SelectionReport, "save", "of which report")]

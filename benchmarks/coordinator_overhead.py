@@ -38,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.timed_parts import PARTS, time_parts  # noqa: E402
 from hf_twophase.inputs.columns import detect_columns  # noqa: E402
 from hf_twophase.trainer.candidates import Candidate, accuracy, prepare  # noqa: E402
+from hf_twophase.trainer.config import SelectionConfig  # noqa: E402
 from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
 from hf_twophase.trainer.report import SelectionReport  # noqa: E402
-from hf_twophase.trainer.state import DirectorySelectionState  # noqa: E402
+from hf_twophase.trainer.storage import DirectoryStorage  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
 
 
@@ -93,8 +94,8 @@ TIMED = [  # (owner, method, label)
     (tf.Trainer, "training_step", "training_step"), (SelectionReport, "save", "report (with plot)"),
     (SelectionReport, "plot", "plot"), (SelectionCoordinator, "_free", "free pruned"),
     (SelectionCoordinator, "_save_winner", "save winner"), (SelectionCoordinator, "_finish", "finish"),
-    (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (DirectorySelectionState, "_write_report", "state"),
-    (DirectorySelectionState, "_write_decision", "state"), (DirectorySelectionState, "_read_reports", "state"),
+    (tf.Trainer, "_save_checkpoint", "stage checkpoints"), (DirectoryStorage, "add_report", "state"),
+    (DirectoryStorage, "add_record", "state"), (DirectoryStorage, "reports", "state"),
     (gc, "collect", "gc.collect"),  # the Trainer's own, at the start of every `train` (accelerator.free_memory)
 ]
 
@@ -134,8 +135,8 @@ def main() -> None:
         result = SelectionCoordinator(names, train, ev, training_args(work / f"sel{r}", max_steps=args.budget,
                                                                       logging_steps=args.stage, use_cpu=not CUDA,
                                                                       per_device_train_batch_size=BATCH),
-                                      stage_steps=args.stage, save_stages=args.save_stages,
-                                      background_checkpoints=background).run()
+                                      SelectionConfig(stage_steps=args.stage, save_stages=args.save_stages,
+                                                      background_checkpoints=background)).run()
         return time.perf_counter() - start, {c.name: c.steps_trained for c in result.report.candidates}
 
     _, steps = coordinate(-1)  # warm-up: imports, allocator and caches, so repeat 0 is not an outlier

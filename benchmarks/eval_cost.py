@@ -21,6 +21,7 @@ import transformers as tf
 
 from hf_twophase.inputs.columns import detect_columns
 from hf_twophase.trainer.candidates import Candidate, prepare
+from hf_twophase.trainer.config import SelectionConfig
 from hf_twophase.trainer.coordinator import SelectionCoordinator
 
 WORDS = ["good", "bad", "great", "awful", "fine", "poor", "nice", "dull"]
@@ -67,8 +68,8 @@ def main() -> None:
         logging.getLogger("hf_twophase.trainer.coordinator").addHandler(runtimes)
         logging.getLogger("hf_twophase.trainer.coordinator").setLevel(logging.INFO)
         SelectionCoordinator([candidate], train, validation,
-                             tf.TrainingArguments(f"{work}/selection", max_steps=8, **settings), stage_steps=4,
-                             save_stages=False).run()
+                             tf.TrainingArguments(f"{work}/selection", max_steps=8, **settings),
+                             SelectionConfig(stage_steps=4, save_stages=False)).run()
     if not runtimes.seen:
         raise SystemExit("the coordinator logged no eval_runtime")
     plain_median, coordinated = statistics.median(plain_seconds), statistics.median(runtimes.seen)

@@ -30,8 +30,8 @@ import statistics
 from report_io import emit
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.method.engine import SelectionRun
 from hf_twophase.method.registry import default_stage, make_policy
+from hf_twophase.method.scheduler import StageScheduler, play
 from hf_twophase.method.trends import benchmark_curves
 from hf_twophase.records.curves import CurveCube
 
@@ -52,8 +52,8 @@ def segment(cube: CurveCube, model: str, target: str, start: int, end: int) -> f
 
 def synchronous(cube, target, candidates, budget, policy, workers) -> tuple[str, float, float]:
     """(winner, makespan, busy time) of a stage-synchronous selection."""
-    run = SelectionRun(policy, candidates, budget)
-    reached = run.play(lambda m, step: cube.val_at(m, target, step))
+    run = StageScheduler(policy, candidates, budget)
+    reached = play(run, lambda m, step: cube.val_at(m, target, step))
     ends = sorted({*policy.schedule.ends(budget), budget})
     makespan = busy = 0.0
     previous = 0

@@ -29,8 +29,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import transformers as tf  # noqa: E402
 
-from hf_twophase import DirectorySelectionState, FineSelectionCallback, StageSchedule, SuccessiveHalving  # noqa: E402
+from hf_twophase import FineSelectionCallback, StageSchedule, StageScheduler, SuccessiveHalving  # noqa: E402
 from hf_twophase.trainer.candidates import accuracy  # noqa: E402
+from hf_twophase.trainer.storage import directory_scheduler  # noqa: E402
 
 
 def demo_models(folder: Path) -> list[str]:
@@ -59,7 +60,7 @@ def demo_data():
     return ds.select(range(256)), ds.select(range(256, 320))
 
 
-def fine_tune(name: str, state: DirectorySelectionState, args: argparse.Namespace, work: Path) -> str:
+def fine_tune(name: str, state: StageScheduler, args: argparse.Namespace, work: Path) -> str:
     """An ordinary fine-tuning script for one model, plus the callback."""
     train, evaluation = demo_data()
     tokenizer = tf.AutoTokenizer.from_pretrained(name)
@@ -96,9 +97,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="hf-twophase-example-"))
     models = args.models or demo_models(work)
     state_dir = Path(args.state_dir or work / "state")
-    # --- the selection: one shared state for every Trainer (a folder, so other processes can join)
-    state = DirectorySelectionState(state_dir, lambda: SuccessiveHalving(StageSchedule(args.stage_steps)), models,
-                                    budget=args.max_steps, mode=args.mode)
+    # --- the selection: one shared scheduler for every Trainer (kept in a folder, so other processes can join)
+    state = directory_scheduler(state_dir, SuccessiveHalving(StageSchedule(args.stage_steps)), models,
+                                budget=args.max_steps, mode=args.mode)
     if args.only is not None:
         print(fine_tune(args.only, state, args, work), flush=True)
     elif args.mode == "async":  # one run after another, in this process

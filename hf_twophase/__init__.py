@@ -9,7 +9,6 @@ recall over cluster representatives, trend pruning) are ``variant="paper"``. See
 
 from hf_twophase.errors import HFTwoPhaseError, RecordsError, SelectionError
 from hf_twophase.method.clustering import Clustering, ClusteringConfig, cluster_models
-from hf_twophase.method.engine import SelectionRun
 from hf_twophase.method.phase1 import Phase1
 from hf_twophase.method.policies import (
     BruteForce,
@@ -21,6 +20,7 @@ from hf_twophase.method.policies import (
     make_fine_selection,
 )
 from hf_twophase.method.recall import RecallResult, coarse_recall
+from hf_twophase.method.scheduler import Answer, MemoryStorage, StageScheduler
 from hf_twophase.method.trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor
 from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores
 from hf_twophase.version import __version__
@@ -28,10 +28,10 @@ from hf_twophase.version import __version__
 _LAZY = {  # torch-heavy pieces load on first use, so the CLI and the pure algorithms start fast
     "LEEPScorer": "hf_twophase.proxy", "LogMEScorer": "hf_twophase.proxy", "ProxyConfig": "hf_twophase.proxy",
     "ProxyResult": "hf_twophase.proxy", "RepoSelector": "hf_twophase.selector",
-    "SelectorConfig": "hf_twophase.selector",
+    "SelectorConfig": "hf_twophase.selector", "SelectionConfig": "hf_twophase.trainer.config",
     "SelectionCoordinator": "hf_twophase.trainer.coordinator", "FineSelectionCallback": "hf_twophase.trainer.callback",
-    "Candidate": "hf_twophase.trainer.candidates", "DirectorySelectionState": "hf_twophase.trainer.state",
-    "SelectionState": "hf_twophase.trainer.state", "SelectionReport": "hf_twophase.trainer.report",
+    "Candidate": "hf_twophase.trainer.candidates", "DirectoryStorage": "hf_twophase.trainer.storage",
+    "directory_scheduler": "hf_twophase.trainer.storage", "SelectionReport": "hf_twophase.trainer.report",
     "LocalHub": "hf_twophase.hub.server", "load_matrix": "hf_twophase.hub.client",
     "push_matrix": "hf_twophase.hub.client",
 }
@@ -45,13 +45,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hf_twophase' has no attribute {name!r}")
 
 __all__ = [
+    "Answer",
     "BenchmarkCurves",
     "BruteForce",
     "Candidate",
     "Clustering",
     "ClusteringConfig",
     "Decision",
-    "DirectorySelectionState",
+    "DirectoryStorage",
     "FineSelection",
     "FineSelectionCallback",
     "GainTrendPredictor",
@@ -59,6 +60,7 @@ __all__ = [
     "LEEPScorer",
     "LocalHub",
     "LogMEScorer",
+    "MemoryStorage",
     "PaperTrendPredictor",
     "PerformanceMatrix",
     "Phase1",
@@ -67,17 +69,18 @@ __all__ = [
     "RecallResult",
     "RecordsError",
     "RepoSelector",
+    "SelectionConfig",
     "SelectionCoordinator",
     "SelectionError",
     "SelectionReport",
-    "SelectionState",
-    "SelectionRun",
     "SelectorConfig",
     "StageSchedule",
+    "StageScheduler",
     "SuccessiveHalving",
     "TwoPhase",
     "__version__",
     "cluster_models",
+    "directory_scheduler",
     "load_matrix",
     "coarse_recall",
     "make_fine_selection",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
-from hf_twophase.inputs.columns import detect_columns, encode_string_labels
+from hf_twophase.inputs.columns import Columns, detect_columns, encode_string_labels, split_columns
 from hf_twophase.method.clustering import ClusteringConfig
 from hf_twophase.method.recall import (
     DEFAULT_COLD_BUDGET,
@@ -33,6 +33,7 @@ from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PE
 from hf_twophase.proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
 from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.tasks import check_task
+from hf_twophase.trainer.config import SelectionConfig
 
 logger = logging.getLogger(__name__)
 _PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
@@ -161,7 +162,7 @@ def _weights_problem(info, allow_pickle: bool) -> str | None:
 class _ProxyScores:
     """The proxy scores of one recall, and why each model that could not be scored was skipped."""
 
-    def __init__(self, scorer, dataset, columns: dict[str, Any], proxy_name: str):
+    def __init__(self, scorer, dataset, columns: Columns, proxy_name: str):
         self.scorer, self.dataset, self.columns, self.proxy_name = scorer, dataset, columns, proxy_name
         self.scored: dict[str, ProxyResult] = {}
         self.skipped: dict[str, str] = {}
@@ -171,7 +172,7 @@ class _ProxyScores:
         if model in self.scored:
             return True
         try:
-            result = self.scorer.score(model, self.dataset, **self.columns)
+            result = self.scorer.score(model, self.dataset, columns=self.columns)
         except HFTwoPhaseError as err:  # load errors, gated, vanished: recorded, the rest goes on
             self.skipped[model] = str(err)
             return False
@@ -329,14 +330,15 @@ class RepoSelector:
         return cls(dataclasses.replace(self.config.proxy_config, trust_remote_code=self.config.trust_remote_code,
                                        allow_pickle=self.config.allow_pickle))
 
-    def recall(self, dataset, k: int | None = None, *, scorer=None, **columns: Any) -> RecallOutcome:
+    def recall(self, dataset, k: int | None = None, *, scorer=None, columns: Columns | None = None,
+               **column_names: str | None) -> RecallOutcome:
         """Phase 1 on ``dataset`` (a labelled ``datasets.Dataset``): rank the matrix's models (robust prior, or the
         paper's Eq. 2-4), proxy-score up to ``cold_budget`` cold models, the most downloaded first, and rank them with
         the rest; recall the top ``k``. A model that cannot be loaded or scored is skipped with its reason."""
         k = self.default_k() if k is None else k
         self.check_k(k)
-        dataset, _ = encode_string_labels(dataset, None, columns.get("label_column"))  # class names, as the CLI
-        detect_columns(dataset, **columns)  # a dataset without labels fails here, before any download
+        dataset, _ = encode_string_labels(dataset, None, column_names.get("label_column"))  # class names, as the CLI
+        columns = columns or detect_columns(dataset, **column_names)  # no labels: it fails here, before any download
         start = time.perf_counter()
         proxy = _ProxyScores(scorer or self._scorer(), dataset, columns, self.config.proxy)
         cold_scored = [m for m in self.cold[:max(0, self.config.cold_budget)] if proxy.score(m)]
@@ -400,27 +402,36 @@ class RepoSelector:
 
     # ---------------------------------------------------------------- phase 2
     def select(self, train_dataset, eval_dataset, training_args, *, k: int | None = None,
-               recall: RecallOutcome | None = None, resume: bool = False, **coordinator_kwargs: Any):
+               recall: RecallOutcome | None = None, resume: bool = False, config: SelectionConfig | None = None,
+               columns: Columns | None = None, backend: str | None = None):
         """Recall on ``train_dataset`` (unless ``recall`` is given), then fine-select among the recalled models with
-        real Trainers; returns the coordinator's ``SelectionResult`` (trained winner, report, files)."""
+        real Trainers; returns the coordinator's ``SelectionResult`` (trained winner, report, files). ``config``
+        says how phase 2 runs (its stage schedule, trust and pickle settings come from this selector's config);
+        ``backend="ray"`` is short for ``config.backend``: the candidates side by side as Ray Tune trials.
+        ``columns``, when the caller detected them already, are used as they are."""
         from hf_twophase.method.live_policy import NO_CURVES, has_benchmark_curves, live_policy
         from hf_twophase.trainer.coordinator import SelectionCoordinator, budget_of
         from hf_twophase.trainer.report import CandidateReport
 
-        columns = {key: coordinator_kwargs[key] for key in
-                   ("label_column", "text_column", "text_pair_column", "image_column") if key in coordinator_kwargs}
+        config = config or SelectionConfig()
+        if backend is not None:
+            config = dataclasses.replace(config, backend=backend)
         # class-name labels are encoded once, here, so that phase 1 and every candidate see the same class ids
-        train_dataset, eval_dataset = encode_string_labels(train_dataset, eval_dataset, columns.get("label_column"))
+        train_dataset, eval_dataset = encode_string_labels(train_dataset, eval_dataset, config.label_column)
+        columns = columns or split_columns(train_dataset, eval_dataset, **config.column_names())
         budget = budget_of(training_args, len(train_dataset))
         if recall is None:
-            recall = self.recall(train_dataset, k, **columns)
+            recall = self.recall(train_dataset, k, columns=columns)
         stage = self.config.stage_steps or default_stage(budget)
         if self.config.policy == "fine-selection" and not has_benchmark_curves(self.matrix, recall.recalled):
             logger.warning("%s: the matrix (%s) holds no learning curve of the recalled models, so fine selection "
                            "runs as successive halving", NO_CURVES, self.matrix.source)
-        policy = lambda: live_policy(  # noqa: E731 - a fresh policy per run, as the coordinator expects
-            self.config.policy, budget=budget, stage_steps=stage, growth=self.config.growth, matrix=self.matrix,
-            candidates=recall.recalled, variant=self.config.variant, threshold=self.config.threshold)
+        policy = live_policy(self.config.policy, budget=budget, stage_steps=stage, growth=self.config.growth,
+                             matrix=self.matrix, candidates=recall.recalled, variant=self.config.variant,
+                             threshold=self.config.threshold)
+        config = dataclasses.replace(config, stage_steps=stage, growth=self.config.growth,
+                                     trust_remote_code=self.config.trust_remote_code,
+                                     allow_pickle=self.config.allow_pickle)
         recalled = set(recall.recalled)
 
         def add_phase1(report) -> None:
@@ -437,9 +448,7 @@ class RepoSelector:
                                       **recall.to_dict()}
             report.extra["matrix"] = {"source": self.matrix.source, "provenance": self.matrix.provenance}
 
-        coordinator = SelectionCoordinator(
-            recall.recalled, train_dataset, eval_dataset, training_args, policy=policy,
-            trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle,
-            on_report=add_phase1, **coordinator_kwargs)
+        coordinator = SelectionCoordinator(recall.recalled, train_dataset, eval_dataset, training_args, config,
+                                           policy=policy, columns=columns, on_report=add_phase1)
         result = coordinator.run(resume=resume)
         return result

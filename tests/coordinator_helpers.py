@@ -56,10 +56,12 @@ def training_args(output_dir: Path, max_steps: int = 40, **kw) -> tf.TrainingArg
 
 
 if __name__ == "__main__":  # the process the resume test kills mid-selection
+    from hf_twophase.trainer.config import SelectionConfig
     from hf_twophase.trainer.coordinator import SelectionCoordinator
 
     folder, out = Path(sys.argv[1]), Path(sys.argv[2])
     background = os.environ.get("HF_TWOPHASE_TEST_BACKGROUND_CHECKPOINTS") == "1"  # else the default (in place on CPU)
+    config = SelectionConfig(stage_steps=10, background_checkpoints=background or None)
     coordinator = SelectionCoordinator(make_candidates(folder), make_data(256, 0), make_data(64, 1),
-                                       training_args(out), stage_steps=10, background_checkpoints=background or None)
+                                       training_args(out), config)
     coordinator.run(resume=len(sys.argv) > 3)

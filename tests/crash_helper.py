@@ -20,12 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hf_twophase.trainer import callback as callback_module  # noqa: E402
 from hf_twophase.trainer import coordinator as coordinator_module  # noqa: E402
-from hf_twophase.trainer import state as state_module  # noqa: E402
+from hf_twophase.trainer import storage as storage_module  # noqa: E402
+from hf_twophase.trainer.config import SelectionConfig  # noqa: E402
 
 CANDIDATES = 4
 BUDGET, STAGE = 6, 2
 STEP_BOUNDARIES = 4 * 2 + 2 * 2 + 1 * 2  # optimizer steps over the whole selection
-DECISIONS = BUDGET // STAGE
+DECISIONS = 2  # stage records: 4 -> 2 at step 2, 2 -> 1 at step 4 (the winner is known; step 6 is not judged)
 
 
 def selection(models_dir: Path, out: Path):
@@ -33,7 +34,8 @@ def selection(models_dir: Path, out: Path):
 
     names = make_candidates(models_dir)[:CANDIDATES]
     return coordinator_module.SelectionCoordinator(names, make_data(128, 0), make_data(32, 1),
-                                                   training_args(out, max_steps=BUDGET), stage_steps=STAGE)
+                                                   training_args(out, max_steps=BUDGET),
+                                                   SelectionConfig(stage_steps=STAGE))
 
 
 def _die() -> None:
@@ -55,16 +57,16 @@ def _crash_at(point: str) -> None:
 
         callback_module.FineSelectionCallback.on_step_end = on_step_end
     elif kind == "decision":
-        original = state_module.DirectorySelectionState._write_decision
+        original = storage_module.DirectoryStorage.add_record
 
-        def write_decision(self, step, reports):
-            frozen = original(self, step, reports)
+        def add_record(self, key, record):
+            stored = original(self, key, record)
             count["n"] += 1
             if count["n"] == int(n):
                 _die()  # decided and written, not yet acted on
-            return frozen
+            return stored
 
-        state_module.DirectorySelectionState._write_decision = write_decision
+        storage_module.DirectoryStorage.add_record = add_record
     elif kind == "save":
         original = coordinator_module.SelectionCoordinator._save_winner
 

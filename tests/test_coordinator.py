@@ -20,6 +20,7 @@ from hf_twophase.paths import folder_name
 from hf_twophase.proxy import DatasetError
 from hf_twophase.trainer.candidates import Candidate, prepare
 from hf_twophase.trainer.checkpoints import COMPLETE_MARKER
+from hf_twophase.trainer.config import SelectionConfig
 from hf_twophase.trainer.coordinator import SelectionCoordinator
 from tests.coordinator_helpers import make_candidates, make_data, training_args
 
@@ -49,8 +50,9 @@ def _weights(model):
 def test_pausing_does_not_change_training(tmp_path, candidates, data):
     train, ev = data
     args = training_args(tmp_path / "sel", max_steps=30)
-    result = SelectionCoordinator(candidates[:2], train, ev, args, policy=lambda: NeverPrune(StageSchedule(7)),
-                                  save_stages=False).run()
+    result = SelectionCoordinator(candidates[:2], train, ev, args,
+                                  config=SelectionConfig(save_stages=False),
+                                                         policy=NeverPrune(StageSchedule(7))).run()
     # the same candidate trained 30 steps in one go, by a plain Trainer
     prepared = prepare(Candidate.of(result.winner), train, ev, detect_columns(train))
     plain = tf.Trainer(model=prepared.model, args=training_args(tmp_path / "plain", max_steps=30),
@@ -67,7 +69,8 @@ def test_pausing_does_not_change_training(tmp_path, candidates, data):
 
 def test_selection_report_and_cleanup(tmp_path, candidates, data):
     train, ev = data
-    result = SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"), stage_steps=10).run()
+    result = SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"),
+                                  config=SelectionConfig(stage_steps=10)).run()
     report = result.report
     statuses = {c.name: c.status for c in report.candidates}
     assert list(statuses.values()).count("winner") == 1 and statuses[result.winner] == "winner"
@@ -88,9 +91,11 @@ def test_selection_report_and_cleanup(tmp_path, candidates, data):
     last = resume_point / "checkpoint-40" / "model.safetensors"
     assert os.path.samefile(weights, last) and os.stat(last).st_nlink == 2
     with pytest.raises(SelectionError, match="resume=True"):
-        SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"), stage_steps=10).run()
+        SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"),
+                             config=SelectionConfig(stage_steps=10)).run()
     # resumed when already finished, the winner is saved again and shares its weights with the checkpoint again
-    again = SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"), stage_steps=10).run(
+    again = SelectionCoordinator(candidates, train, ev, training_args(tmp_path / "out"),
+                                 config=SelectionConfig(stage_steps=10)).run(
         resume=True)
     assert again.winner == result.winner and os.path.samefile(weights, last)
     saved, trained = safetensors.torch.load_file(last), _weights(result.model)
@@ -105,15 +110,16 @@ def test_failed_candidates_are_dropped_and_the_rest_go_on(tmp_path, candidates, 
     model.config.save_pretrained(pickled)
     torch.save(model.state_dict(), pickled / "pytorch_model.bin")
     tf.AutoTokenizer.from_pretrained(candidates[0]).save_pretrained(pickled)
-    result = SelectionCoordinator([missing, str(pickled), *candidates[:2]], train, ev,
-                                  training_args(tmp_path / "out"), stage_steps=10).run()
+    result = SelectionCoordinator([missing, str(pickled), *candidates[:2]], train, ev, training_args(tmp_path / "out"),
+                                  config=SelectionConfig(stage_steps=10)).run()
     dropped = next(c for c in result.report.candidates if c.name == missing)
     assert dropped.status == "dropped" and "could not load" in dropped.reason and dropped.steps_trained == 0
     unsafe = next(c for c in result.report.candidates if c.name == str(pickled))
     assert unsafe.status == "dropped" and "pass allow_pickle=True" in unsafe.reason and unsafe.steps_trained == 0
     assert result.winner in candidates[:2]
     with pytest.raises(SelectionError, match="no candidate finished"):
-        SelectionCoordinator([missing], train, ev, training_args(tmp_path / "none"), stage_steps=10).run()
+        SelectionCoordinator([missing], train, ev, training_args(tmp_path / "none"),
+                             config=SelectionConfig(stage_steps=10)).run()
 
 
 def test_a_candidate_whose_loss_becomes_nan_is_dropped_and_counted_on_resume(tmp_path, candidates, data):
@@ -123,13 +129,15 @@ def test_a_candidate_whose_loss_becomes_nan_is_dropped_and_counted_on_resume(tmp
         model.classifier.weight.fill_(float("nan"))  # every loss from the first step on is NaN
     diverging = Candidate("diverging", model, tokenizer=tf.AutoTokenizer.from_pretrained(candidates[0]))
     args = training_args(tmp_path / "out", max_steps=30)
-    result = SelectionCoordinator([diverging, *candidates[1:3]], train, ev, args, stage_steps=10).run()
+    result = SelectionCoordinator([diverging, *candidates[1:3]], train, ev, args,
+                                  config=SelectionConfig(stage_steps=10)).run()
     dropped = next(c for c in result.report.candidates if c.name == "diverging")
     assert dropped.status == "dropped" and "validation loss is nan at step 10" in dropped.reason
     assert dropped.steps_trained == 10 and dropped.curve == {}  # stopped at the first stage end; no score to plot
     assert result.winner in candidates[1:3]
     # resumed after the end, the report tells the same story: the dropped candidate's stage is still counted
-    again = SelectionCoordinator([diverging, *candidates[1:3]], train, ev, args, stage_steps=10).run(resume=True)
+    again = SelectionCoordinator([diverging, *candidates[1:3]], train, ev, args,
+                                 config=SelectionConfig(stage_steps=10)).run(resume=True)
     assert [(c.name, c.status, c.steps_trained) for c in again.report.candidates] == [
         (c.name, c.status, c.steps_trained) for c in result.report.candidates]
 
@@ -144,7 +152,7 @@ def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candi
     monkeypatch.setattr(SelectionCoordinator, "_save_winner", full_disk)
     with pytest.raises(OSError, match="No space left"):
         SelectionCoordinator(candidates[:2], train, ev, training_args(tmp_path / "out", max_steps=20),
-                             stage_steps=10).run()
+                             config=SelectionConfig(stage_steps=10)).run()
     report = json.loads((tmp_path / "out" / "report.json").read_text())  # the selection's story is not lost
     assert report["winner"] in candidates[:2] and (tmp_path / "out" / "curves.png").is_file()
     # the checkpoint at the end of the budget holds no optimizer state (nothing trains after it) and is enough to
@@ -157,7 +165,7 @@ def test_a_failed_winner_save_raises_after_the_report_is_written(tmp_path, candi
     steps, original_step = [], tf.Trainer.training_step
     monkeypatch.setattr(tf.Trainer, "training_step", lambda *a, **k: steps.append(1) or original_step(*a, **k))
     result = SelectionCoordinator(candidates[:2], train, ev, training_args(tmp_path / "out", max_steps=20),
-                                  stage_steps=10).run(resume=True)
+                                  config=SelectionConfig(stage_steps=10)).run(resume=True)
     assert steps == [] and result.winner == report["winner"]
     assert {c.name: c.steps_trained for c in result.report.candidates} == {c["name"]: c["steps_trained"]
                                                                              for c in report["candidates"]}
@@ -196,7 +204,7 @@ def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data, ba
     crashed = tmp_path / "crashed"
     proc = subprocess.Popen([sys.executable, str(helper), str(folder), str(crashed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    decision = crashed / "selection_state" / "decisions" / f"{20:08d}.json"
+    decision = crashed / "selection_state" / "records" / f"{20:08d}.json"
 
     def stage_two_saved():  # the survivor checkpointed stage 2 (4 -> 2 at step 10, 2 -> 1 at step 20)
         # the pruned candidate's folder is gone, so the complete checkpoint is the survivor's own (a pruned one's,
@@ -245,13 +253,14 @@ def test_a_damaged_selection_manifest_is_one_clear_error_on_resume(tmp_path, can
 
     train, ev = data
     args = training_args(tmp_path / "sel", max_steps=4)
-    SelectionCoordinator(candidates[:2], train, ev, args, stage_steps=2, save_stages=False, progress=False).run()
+    SelectionCoordinator(candidates[:2], train, ev, args,
+                         config=SelectionConfig(stage_steps=2, save_stages=False, progress=False)).run()
     manifest = tmp_path / "sel" / "selection.json"
     assert json.loads(manifest.read_text())["candidates"]  # written whole
     manifest.write_text('{"candidates": ["a", "b"], "bud')  # what a crash mid-write left before atomic writes
     with pytest.raises(StateFileError, match="selection.json is damaged"):
-        SelectionCoordinator(candidates[:2], train, ev, args, stage_steps=2, save_stages=False,
-                             progress=False).run(resume=True)
+        SelectionCoordinator(candidates[:2], train, ev, args,
+                             config=SelectionConfig(stage_steps=2, save_stages=False, progress=False)).run(resume=True)
 
 
 def test_class_name_labels_are_accepted_as_the_command_line_accepts_them(tmp_path, candidates, data):
@@ -262,6 +271,6 @@ def test_class_name_labels_are_accepted_as_the_command_line_accepts_them(tmp_pat
                  for split in data)
     assert train.features["label"].dtype == "string"
     result = SelectionCoordinator(candidates[:2], train, ev, training_args(tmp_path / "sel", max_steps=4),
-                                  stage_steps=2, save_stages=False).run()
+                                  config=SelectionConfig(stage_steps=2, save_stages=False)).run()
     assert result.report.extra["labels"] == names
     assert result.model.config.id2label == {0: "neg", 1: "pos"}

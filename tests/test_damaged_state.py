@@ -43,8 +43,14 @@ REPORT = {"candidate": "m", "step": 2, "val": 0.5}
     ("reports", {**REPORT, "val": "high"}, "field 'val' should be a number"),
     ("reports", {"candidate": "m", "val": 0.5}, "field 'step' is missing"),
     ("reports", "{\"candidate\": ", "cannot be read"),
-    ("decisions", {"reports": [1]}, "field 'reports' should be an object"),
-    ("decisions", {"reports": {"two": {"m": 0.5}}}, "should map stage numbers"),
+    ("records", {"step": 99, "record": [1]}, "field 'record' should be an object"),
+    ("records", {"step": "two", "record": {}}, "field 'step' should be an integer"),
+    ("records", {"step": 99, "record": {"alive": "m"}}, "field 'alive' should be a list"),
+    ("records", {"step": 98, "record": {"alive": []}}, "does not match its step"),
+    ("records", {"step": 99, "record": {"alive": [], "decisions": [{"candidate": "m", "step": 2}]}},
+     "field 'action' is missing"),
+    ("records", {"step": 99, "record": {"alive": [], "decisions": [
+        {"candidate": "m", "step": 2, "action": "pruned", "reason": "x", "shell": "rm"}]}}, "unknown fields"),
     ("dropped", {"candidate": 5}, "field 'candidate' should be a string"),
     ("dropped", {"candidate": "m"}, "field 'reason' is missing"),
 ])
@@ -53,7 +59,7 @@ def test_a_damaged_selection_state_ends_the_resume_with_one_message(finished, tm
     root, argv = finished
     out = tmp_path / "out"
     shutil.copytree(root / "out", out)
-    name = f"{99:08d}.json" if folder == "decisions" else "zz_damaged.json"
+    name = f"{99:08d}.json" if folder == "records" else "zz_damaged.json"
     (out / "selection_state" / folder).mkdir(exist_ok=True)
     damaged = out / "selection_state" / folder / name
     damaged.write_text(content if isinstance(content, str) else json.dumps(content))

@@ -19,6 +19,7 @@ def test_image_winner_loads_with_the_cards_snippet_and_keeps_its_accuracy(tmp_pa
     from huggingface_hub import ModelCard
 
     from hf_twophase.inputs.packaged import digits_dataset
+    from hf_twophase.trainer.config import SelectionConfig
     from hf_twophase.trainer.coordinator import SelectionCoordinator
     from tests.coordinator_helpers import training_args
 
@@ -32,9 +33,8 @@ def test_image_winner_loads_with_the_cards_snippet_and_keeps_its_accuracy(tmp_pa
         candidates.append(f"local-dir:{folder}")
     old = os.umask(0o022)
     try:
-        result = SelectionCoordinator(candidates, train, validation,
-                                      training_args(tmp_path / "sel", max_steps=40, learning_rate=3e-3),
-                                      stage_steps=10).run()
+        args = training_args(tmp_path / "sel", max_steps=40, learning_rate=3e-3)
+        result = SelectionCoordinator(candidates, train, validation, args, SelectionConfig(stage_steps=10)).run()
     finally:
         os.umask(old)
     winner = tmp_path / "sel" / "winner"

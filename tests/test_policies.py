@@ -8,12 +8,13 @@ from hf_twophase import (
     BruteForce,
     FineSelection,
     SelectionError,
-    SelectionRun,
     StageSchedule,
+    StageScheduler,
     SuccessiveHalving,
     TwoPhase,
 )
 from hf_twophase.method.policies import CalibratedHalving
+from hf_twophase.method.scheduler import play
 from hf_twophase.method.trends import BenchmarkCurves, Prediction
 
 
@@ -99,21 +100,29 @@ def test_no_prediction_is_judged_by_val_alone():
     assert "no prediction" in next(d for d in out if d.candidate == "a").note
 
 
+def observe(run: StageScheduler, vals: dict) -> list[dict]:
+    """Every alive candidate reports the next stage end; the scheduler decides it."""
+    step = run.next_step()
+    for c, v in vals.items():
+        run.report(c, step, v)
+    return run.decide()
+
+
 def test_single_survivor_wins_and_trains_to_budget():
-    run = SelectionRun(_fs({"a": 0.2, "b": 0.9}), ["a", "b"], budget=5)
+    run = StageScheduler(_fs({"a": 0.2, "b": 0.9}), ["a", "b"], budget=5)
     assert run.next_step() == 1
-    run.observe({"a": 0.1, "b": 0.2})
+    observe(run, {"a": 0.1, "b": 0.2})
     assert run.winner == "b" and run.next_step() is None
     assert run.decisions[-1].reason == "last-standing"
-    with pytest.raises(SelectionError, match="over"):
-        run.observe({"b": 0.3})
+    assert run.answer("b", 2).go_on and run.answer("b", 2).reason == "winner"  # trains on to the budget
+    assert run.decide() == []  # nothing left to decide
 
 
 def _sh_cost(n, stage, growth, budget):
     """Steps trained by successive halving over n candidates whose val is their index (a deterministic race)."""
     names = [f"m{i}" for i in range(n)]
-    run = SelectionRun(SuccessiveHalving(StageSchedule(stage, growth)), names, budget)
-    reached = run.play(lambda c, step: float(c[1:]))
+    run = StageScheduler(SuccessiveHalving(StageSchedule(stage, growth)), names, budget)
+    reached = play(run, lambda c, step: float(c[1:]))
     return sum(reached.values()), run.winner
 
 
@@ -132,9 +141,9 @@ def test_successive_halving_matches_the_papers_epoch_counts(n, budget, expected)
 
 
 def test_brute_force_trains_everyone_to_the_budget():
-    run = SelectionRun(BruteForce(), ["a", "b", "c"], budget=4)
+    run = StageScheduler(BruteForce(), ["a", "b", "c"], budget=4)
     assert run.next_step() == 4
-    run.observe({"a": 0.3, "b": 0.5, "c": 0.4})
+    observe(run, {"a": 0.3, "b": 0.5, "c": 0.4})
     assert run.winner == "b" and _reasons(run.decisions)["a"] == "lower-at-budget"
 
 
@@ -143,21 +152,23 @@ def test_schedule_and_faults():
     assert StageSchedule(5).ends(12) == [5, 10, 12]
     with pytest.raises(ValueError):
         StageSchedule(0)
-    run = SelectionRun(SuccessiveHalving(), ["a", "b", "c"], budget=3)
-    run.observe({"a": 0.1, "b": float("nan"), "c": 0.2})  # b failed: dropped with its reason
+    run = StageScheduler(SuccessiveHalving(), ["a", "b", "c"], budget=3)
+    observe(run, {"a": 0.1, "b": float("nan"), "c": 0.2})  # b failed: dropped with its reason
     assert _reasons(run.decisions)["b"] == "no score" and run.winner == "c"
     with pytest.raises(SelectionError, match="no candidates"):
-        SelectionRun(SuccessiveHalving(), [], budget=3)
+        StageScheduler(SuccessiveHalving(), [], budget=3)
 
 
 def test_state_round_trip_resumes_the_same_selection():
     names = [f"m{i}" for i in range(6)]
-    a = SelectionRun(SuccessiveHalving(), names, budget=5)
-    a.observe({c: float(c[1:]) for c in a.alive})
-    b = SelectionRun.from_state_dict(SuccessiveHalving(), json.loads(json.dumps(a.state_dict())))
+    a = StageScheduler(SuccessiveHalving(), names, budget=5)
+    observe(a, {c: float(c[1:]) for c in a.alive})
+    b = StageScheduler(SuccessiveHalving(), names, budget=5)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert b.alive == a.alive and b.decided == [1]
     for run in (a, b):
         while not run.done:
-            run.observe({c: float(c[1:]) for c in run.alive})
+            observe(run, {c: float(c[1:]) for c in run.alive})
     assert a.winner == b.winner and [d.to_dict() for d in a.decisions] == [d.to_dict() for d in b.decisions]
 
 
@@ -169,13 +180,15 @@ def test_two_phase_records_who_was_not_recalled_and_charges_the_proxy():
         return ["c", "a"], 2.5
 
     policy = TwoPhase(recall, SuccessiveHalving())
-    run = SelectionRun(policy, ["a", "b", "c", "d"], budget=2)
+    run = StageScheduler(policy, ["a", "b", "c", "d"], budget=2, shortlist=True)
     assert run.alive == ["a", "c"] and run.shortlist_cost == 2.5
     assert _reasons(run.decisions) == {"b": "coarse recall", "d": "coarse recall"}
     state = json.loads(json.dumps(run.state_dict()))
-    resumed = SelectionRun.from_state_dict(policy, state)
+    resumed = StageScheduler(policy, ["a", "b", "c", "d"], budget=2)
+    resumed.load_state_dict(state)
     assert len(calls) == 1 and resumed.alive == ["a", "c"] and resumed.shortlist_cost == 2.5  # no second recall
-    run.observe({"a": 0.2, "c": 0.4})
+    assert not resumed.answer("b", 1).go_on
+    observe(run, {"a": 0.2, "c": 0.4})
     assert run.winner == "c"
 
 

@@ -268,11 +268,11 @@ def test_two_processes_killed_mid_selection_resume_to_the_end(setup, tmp_path):
     first = subprocess.Popen([*torchrun, *argv], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
     deadline = time.time() + 180
-    while not list(out.glob("selection_state/decisions/*.json")) and time.time() < deadline and first.poll() is None:
+    while not list(out.glob("selection_state/records/*.json")) and time.time() < deadline and first.poll() is None:
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)
     first.communicate(timeout=60)
-    decided = sorted(p.name for p in out.glob("selection_state/decisions/*.json"))
+    decided = sorted(p.name for p in out.glob("selection_state/records/*.json"))
     assert decided, "the first run ended before its first decision"
     before = {p.name: p.read_text() for p in out.glob("selection_state/reports/*.json")}
     # resumed with the other launcher: `accelerate launch --multi_gpu` runs CPU processes over gloo just the same

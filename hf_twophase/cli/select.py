@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -37,8 +38,10 @@ from hf_twophase.method.recall import DEFAULT_COLD_BUDGET
 from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
 
 if TYPE_CHECKING:  # pragma: no cover
+    from hf_twophase.inputs.columns import Columns
     from hf_twophase.matrix_build.defaults import DefaultSetup
 from hf_twophase.tasks import TASKS, check_task
+from hf_twophase.trainer.config import BACKENDS
 
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
@@ -98,6 +101,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted selection in --output-dir")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier selection in --output-dir")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when an accelerator exists")
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="phase 2's engine: 'local' trains the candidates in turns in this job; 'ray' runs each as a "
+                        "Ray Tune trial with its own resources, side by side (pip install 'hf-twophase[ray]')")
+    p.add_argument("--ray-address", default=None,
+                   help="with --backend ray: the cluster to join ('auto': the one this machine belongs to; default: "
+                        "start Ray locally)")
+    p.add_argument("--cpus-per-candidate", type=positive_float, default=1.0,
+                   help="with --backend ray: CPUs each candidate's trial reserves")
+    p.add_argument("--gpus-per-candidate", type=non_negative_float, default=0.0,
+                   help="with --backend ray: GPUs each candidate's trial reserves (a fraction shares a GPU)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--verbose", action="store_true",
@@ -255,12 +268,12 @@ class JobData:
     validation: Any
     name: str
     n_classes: int
-    columns: dict[str, str]  # the column names the user gave
+    columns: Columns  # detected once, passed to phase 1 and to every candidate
 
 
 def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
     """The data, checked, before any model is downloaded or trained: a dataset without labels ends here."""
-    from hf_twophase.inputs.columns import detect_columns
+    from hf_twophase.inputs.columns import split_columns
 
     if args.dataset is None:
         from hf_twophase.matrix_build.benchmarks import get_benchmark
@@ -273,13 +286,12 @@ def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
     train, validation = _cap(train, plan.max_train, args.seed), _cap(validation, plan.max_eval, args.seed)
     given = {"label_column": args.label_column, "text_column": args.text_column, "image_column": args.image_column}
     given = {key: value for key, value in given.items() if value}
-    columns = detect_columns(train, **given)
+    columns = split_columns(train, validation, **given)  # once for the whole job: phase 1 and every candidate
     modality = "image" if args.task == "image-classification" else "text"
     if columns.modality != modality:
         raise SelectionError(f"--task {args.task} needs {modality} input, but the dataset's input column "
                              f"'{columns.image or columns.text}' holds {columns.modality}")
-    detect_columns(validation, **given)
-    return JobData(train, validation, name, columns.n_classes, given)
+    return JobData(train, validation, name, columns.n_classes, columns)
 
 
 def make_selector(args: argparse.Namespace, plan: Plan, state):
@@ -353,6 +365,7 @@ def training_arguments(args: argparse.Namespace, plan: Plan, main: bool):
 
 def run(args: argparse.Namespace) -> dict:
     from hf_twophase.cli.console import LOG_NAME, job_console
+    from hf_twophase.trainer.config import SelectionConfig
     from hf_twophase.trainer.distributed import process_state
 
     state = process_state(args.cpu)
@@ -371,18 +384,22 @@ def run(args: argparse.Namespace) -> dict:
         say(f"phase 1: ranking {len(selector.entries)} candidates on {data.name} ({len(data.train)} train / "
             f"{len(data.validation)} validation examples)", flush=True)
         phase1_start = time.perf_counter()
-        recall = selector.recall(data.train, plan.k, **data.columns)
-        extra: dict[str, Any] = {}
+        recall = selector.recall(data.train, plan.k, columns=data.columns)
+        config = SelectionConfig(label_column=args.label_column, progress=main and args.backend == "local",
+                                 backend=args.backend, ray_address=args.ray_address,
+                                 cpus_per_candidate=args.cpus_per_candidate,
+                                 gpus_per_candidate=args.gpus_per_candidate)
         if repo is not None:
             with state.main_process_first():  # several ranks: the first derives in a process of its own
                 repo.materialize(recall.recalled, progress=main, use_cpu=args.cpu or None,
                                  isolated=state.num_processes > 1)
-            extra = {"image_size": repo.setup.build.image_size, "max_length": repo.setup.build.max_length}
+            config = dataclasses.replace(config, image_size=repo.setup.build.image_size,
+                                         max_length=repo.setup.build.max_length)
         phase1_seconds = time.perf_counter() - phase1_start
         say(f"phase 1: recalled {len(recall.recalled)} in {_fmt_seconds(phase1_seconds)}; phase 2: fine selection, "
             f"{plan.budget} steps per candidate", flush=True)
         result = selector.select(data.train, data.validation, training_arguments(args, plan, main), recall=recall,
-                                 resume=args.resume, progress=main, **extra, **data.columns)
+                                 resume=args.resume, config=config, columns=data.columns)
         pushed = None
         if args.push_to_hub and main:
             pushed = result.push_to_hub(args.push_to_hub, task=args.task, dataset_name=data.name)
@@ -434,6 +451,7 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, rep
         f"hf-twophase select: {selector.task} on {data.name} ({len(data.train)} train / {len(data.validation)} "
         f"validation, {data.n_classes} classes)",
         f"  done in {_fmt_seconds(total)}" + (f" on {processes} processes" if processes > 1 else "")
+        + (f" on Ray, {result.workers} candidate(s) side by side" if args.backend == "ray" else "")
         + _repository_note(repo),
         f"phase 1: {len(selector.entries)} candidates ({len(selector.warm)} in the matrix, {len(selector.cold)} "
         f"not); ranked by {'the robust prior' if selector.config.recall.variant == 'robust' else 'Eq. 2-4'}, "
@@ -469,7 +487,8 @@ def _summary(result, selector, recall, data: JobData, total, phase1_seconds, rep
         lines.append(f"pushed: {args.push_to_hub} (commit {pushed[:10]})")
     lines.append("=" * 78)
     screen = "\n".join(lines) + "\n"
-    return {"screen": screen, "processes": processes, "winner": report.winner, "winner_score": report.winner_score,
+    return {"screen": screen, "processes": processes, "backend": args.backend, "workers": result.workers,
+            "winner": report.winner, "winner_score": report.winner_score,
             "majority_baseline": report.extra.get("majority_baseline"),
             "steps_spent": spent, "brute_force_steps": bf, "successive_halving_steps": sh, "recalled": recall.recalled,
             "seconds": round(total, 1), "phase1_seconds": round(phase1_seconds, 1),

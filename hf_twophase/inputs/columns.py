@@ -7,7 +7,7 @@ columns the text or text pair), or given explicitly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -198,3 +198,14 @@ def as_rgb(image) -> Any:
             array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         image = Image.fromarray(array)
     return image.convert("RGB")
+
+
+def split_columns(train, evaluation, **given: str | None) -> Columns:
+    """The columns of a training and a validation split, which must agree, with the class count of both: what a
+    job detects once and passes down to phase 1 and to every candidate."""
+    found = detect_columns(train, **given)
+    other = detect_columns(evaluation, **given)
+    if other.label != found.label:
+        raise DatasetError(f"the training and validation splits disagree on the label column: '{found.label}' vs "
+                           f"'{other.label}'")
+    return replace(found, n_classes=max(found.n_classes, other.n_classes))

@@ -42,7 +42,7 @@ class DefaultSetup:
     derived: tuple[tuple[str, str], ...]  # (base model, benchmark it is fine-tuned on)
     random: tuple[str, ...]
     build: BuildConfig = field(default_factory=BuildConfig)
-    budget: int = 32  # training steps per candidate in the default selection
+    budget: int = 32  # training steps per candidate in the default selection (each setup sets its own)
     batch_size: int = 16
     learning_rate: float = 1e-3
     train_examples: int = 1024
@@ -69,6 +69,7 @@ SETUPS: dict[str, DefaultSetup] = {
         random=("packaged:efficientnet-lite0-random",),
         build=BuildConfig(epochs=1, learning_rate=1e-3, evals_per_epoch=2, train_subset=256, eval_subset=100,
                           use_cpu=False, image_size=64),
+        budget=192,  # 3 epochs of the 1,024 training images: chosen by the budget sweep in docs/benchmarks.md
     ),
     "text-classification": DefaultSetup(
         task="text-classification", target="rotten_tomatoes_snippets",
@@ -79,6 +80,7 @@ SETUPS: dict[str, DefaultSetup] = {
         build=BuildConfig(epochs=1, learning_rate=1e-4, evals_per_epoch=2, train_subset=512, eval_subset=100,
                           max_length=128),
         learning_rate=1e-4, k=3,
+        budget=128,  # 2 epochs of the 1,024 training snippets: chosen by the budget sweep in docs/benchmarks.md
     ),
 }
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hf_twophase.errors import SelectionError
-from hf_twophase.method.engine import SelectionRun
 from hf_twophase.method.policies import Decision, SelectionPolicy, TwoPhase
 from hf_twophase.method.recall import RecallConfig
 from hf_twophase.method.registry import make_policy
+from hf_twophase.method.scheduler import StageScheduler, play
 from hf_twophase.method.trends import benchmark_curves
 from hf_twophase.records.curves import CurveCube
 from hf_twophase.records.matrix import PerformanceMatrix
@@ -79,10 +79,10 @@ def replay_target(
     best_score = max(scored_truth)
     bf_cost = sum(cube.cost_until(m, target, budget) for m in candidates)
     policy = make_policy(cube, target)
-    run = SelectionRun(policy, candidates, budget)
+    run = StageScheduler(policy, candidates, budget, shortlist=True)  # the very object live training drives
     proxy_cost = run.shortlist_cost
     recalled = list(run.alive) if isinstance(policy, TwoPhase) else None
-    reached = run.play(lambda m, step: cube.val_at(m, target, step))
+    reached = play(run, lambda m, step: cube.val_at(m, target, step))
     cost = proxy_cost + sum(cube.cost_until(m, target, s) for m, s in reached.items() if s > 0)
     selected_score = truth[run.winner]
     return ReplayRun(

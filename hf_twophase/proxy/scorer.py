@@ -190,11 +190,13 @@ class _ProxyScorer:
         tokenizer: Any = None,
         image_processor: Any = None,
         revision: str | None = None,
+        columns: Columns | None = None,
     ) -> ProxyResult:
-        """Score `model` on `dataset` (one `datasets.Dataset` split)."""
+        """Score `model` on `dataset` (one `datasets.Dataset` split); ``columns``, when the caller detected them
+        already, replace the column names."""
         cfg = self.config
-        columns = detect_columns(dataset, label_column=label_column, text_column=text_column,
-                                 text_pair_column=text_pair_column, image_column=image_column)
+        columns = columns or detect_columns(dataset, label_column=label_column, text_column=text_column,
+                                            text_pair_column=text_pair_column, image_column=image_column)
         labels = np.asarray(dataset[columns.label])
         index = stratified_indices(labels, cfg.max_samples, cfg.seed)
         key_parts = None

@@ -1,9 +1,9 @@
 """`FineSelectionCallback`: fine selection inside an existing `transformers.Trainer`, with one line.
 
-    trainer.add_callback(FineSelectionCallback(state, candidate="bert-base-uncased"))
+    trainer.add_callback(FineSelectionCallback(scheduler, candidate="bert-base-uncased"))
 
 At every stage end of the policy's schedule (counted in optimizer steps) the callback asks the Trainer
-to evaluate, reports the metric to the shared `SelectionState`, and, when the policy prunes this
+to evaluate, reports the metric to the shared `StageScheduler`, and, when the scheduler stops this
 candidate, sets `control.should_training_stop` and says why. The callback only changes `control`: the
 Trainer is never forked.
 
@@ -25,8 +25,8 @@ import torch
 from transformers import TrainerCallback
 
 from hf_twophase.errors import SelectionError
-from hf_twophase.trainer.distributed import from_rank_zero, several_ranks
-from hf_twophase.trainer.state import SelectionState, Verdict
+from hf_twophase.method.scheduler import WAIT, Answer, StageScheduler
+from hf_twophase.trainer.distributed import from_rank_zero
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +42,31 @@ def _move_optimizer_state(optimizer, device: torch.device) -> None:
 
 
 class FineSelectionCallback(TrainerCallback):
-    """Report at each stage end; stop this Trainer when the policy prunes its candidate."""
+    """Report at each stage end; stop this Trainer when the scheduler stops its candidate.
 
-    def __init__(self, state: SelectionState, candidate: str, *, metric: str = "eval_accuracy",
-                 greater_is_better: bool = True, gate: Any = None, board: Any = None, save_stages: bool = False):
-        self.selection = state
+    Args:
+        scheduler: the selection's `StageScheduler`, shared by every candidate (in memory for Trainers in one
+            process, `hf_twophase.trainer.storage.directory_scheduler` for several processes).
+        candidate: this Trainer's candidate, one of the scheduler's names.
+        metric / greater_is_better: the evaluation metric that decides.
+        gate: set by `SelectionCoordinator` only: candidates take turns, and its loop takes the decisions.
+        save_stages: checkpoint at every stage end (what a resume needs).
+        timeout: seconds to wait for the other candidates' reports of a stage; then the stage is decided without
+            them (they are dropped).
+    """
+
+    def __init__(self, scheduler: StageScheduler, candidate: str, *, metric: str = "eval_accuracy",
+                 greater_is_better: bool = True, gate: Any = None, save_stages: bool = False,
+                 timeout: float = 3600.0):
+        self.scheduler = scheduler
         self.candidate = candidate
         self.metric = metric
         self.greater_is_better = greater_is_better
         self.gate = gate
-        self.board = board  # with a coordinator: verdicts come from its loop, decided once for all ranks
+        self.timeout = timeout
         self.pending_step: int | None = None
         self.save_stages = save_stages
-        self.verdicts: list[tuple[int, Verdict]] = []
+        self.verdicts: list[tuple[int, Answer]] = []
         self.curve: dict[int, float] = {}
         self._rng: dict | None = None
         self._device: torch.device | None = None
@@ -108,13 +120,13 @@ class FineSelectionCallback(TrainerCallback):
     # ---------------------------------------------------------------- Trainer events
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         budget = state.max_steps
-        if budget != self.selection.budget:
+        if budget != self.scheduler.budget:
             raise SelectionError(f"candidate {self.candidate}: the Trainer trains {budget} steps but the selection "
-                                 f"budget is {self.selection.budget}; set max_steps={self.selection.budget}")
+                                 f"budget is {self.scheduler.budget}; set max_steps={self.scheduler.budget}")
         self._acquire(model, optimizer)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step in self.selection.stage_ends and state.global_step not in self.curve:
+        if state.global_step in self.scheduler.stage_ends and state.global_step not in self.curve:
             if self.gate is not None:
                 self._pre_eval_rng = self._capture_rng()
             control.should_evaluate = True
@@ -123,7 +135,7 @@ class FineSelectionCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, optimizer=None, **kwargs):
         step = state.global_step
-        if step not in self.selection.stage_ends or step in self.curve:
+        if step not in self.scheduler.stage_ends or step in self.curve:
             return control
         metrics = metrics or {}
         if self.metric not in metrics:
@@ -144,11 +156,11 @@ class FineSelectionCallback(TrainerCallback):
         if reason is not None:
             value = float("nan")
             self._dropped_because = reason
-            self.selection.drop(self.candidate, reason)
+            self.scheduler.drop(self.candidate, reason)
         self.curve[step] = value
         # dropped first, so no decision ever weighs a NaN; the value is still recorded: a resumed selection counts
         # the steps a dropped candidate trained from the stages it reported
-        self.selection.report(self.candidate, step, value)
+        self.scheduler.report(self.candidate, step, value)
         self.pending_step = step
         self._release(model, optimizer)
         verdict = self._decide(step)
@@ -161,7 +173,7 @@ class FineSelectionCallback(TrainerCallback):
             logger.info("fine selection: %s stops at step %d (%s)", self.candidate, step, verdict.reason)
         return control
 
-    def await_verdict(self, step: int) -> Verdict:
+    def await_verdict(self, step: int) -> Answer:
         """Before training resumes from a checkpoint written at the end of `step`: that stage was reported before
         the crash, but maybe not decided, so wait for its verdict as the uninterrupted run did."""
         self.pending_step = step
@@ -181,12 +193,11 @@ class FineSelectionCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, optimizer=None, **kwargs):
         self._release(None, None)
 
-    def _decide(self, step: int) -> Verdict:
-        """Every rank must act alike: rank 0 decides and broadcasts (transformers #18609)."""
-        if self.board is not None:
-            return self.board.wait(self.candidate, step)
-        if several_ranks():
-            return from_rank_zero(lambda: self.selection.verdict(self.candidate, step))
-        if self._dropped_because is not None:
-            return Verdict(False, f"dropped: {self._dropped_because}")
-        return self.selection.verdict(self.candidate, step)
+    def _decide(self, step: int) -> Answer:
+        """The scheduler's answer for this stage end. Under a coordinator its loop decides while every candidate is
+        paused, and this candidate waits for its turn; otherwise rank 0 waits for the other candidates' reports and
+        decides, and every rank acts on its answer (transformers #18609)."""
+        if self.gate is not None:
+            self.gate.block_until(self.candidate, lambda: self.scheduler.answer(self.candidate, step).action != WAIT)
+            return self.scheduler.answer(self.candidate, step)
+        return from_rank_zero(lambda: self.scheduler.await_answer(self.candidate, step, timeout=self.timeout))

@@ -33,9 +33,10 @@ from transformers import TrainerCallback
 
 from hf_twophase.atomic import read_json, write_json_atomic
 from hf_twophase.errors import SelectionError
-from hf_twophase.inputs.columns import Columns, detect_columns, encode_string_labels
+from hf_twophase.inputs.columns import Columns, encode_string_labels, split_columns
 from hf_twophase.method.policies import SelectionPolicy, StageSchedule, SuccessiveHalving
 from hf_twophase.method.registry import default_stage
+from hf_twophase.method.scheduler import WAIT, StageScheduler
 from hf_twophase.paths import UnsafePathError, folder_name, real_folder, remove_tree
 from hf_twophase.trainer.callback import FineSelectionCallback
 from hf_twophase.trainer.candidates import (
@@ -55,9 +56,10 @@ from hf_twophase.trainer.checkpoints import (
     share_identical_weights,
     unshare_weights,
 )
+from hf_twophase.trainer.config import SelectionConfig
 from hf_twophase.trainer.distributed import from_rank_zero, has_accelerator, process_state, several_ranks
 from hf_twophase.trainer.report import CandidateReport, SelectionReport
-from hf_twophase.trainer.state import DirectorySelectionState, SelectionState, Verdict
+from hf_twophase.trainer.storage import DirectoryStorage
 
 logger = logging.getLogger(__name__)
 
@@ -135,25 +137,6 @@ class TurnGate:
         return self.status[candidate]
 
 
-class VerdictBoard:
-    """Verdicts published by the coordinator's loop, read by the paused candidates.
-
-    Deciding in the loop, while every candidate is paused, lets rank 0 decide and broadcast without any
-    candidate's own collectives (DDP all-reduces) in flight.
-    """
-
-    def __init__(self, gate: TurnGate) -> None:
-        self._gate = gate
-        self._verdicts: dict[tuple[str, int], Verdict] = {}
-
-    def publish(self, verdicts: dict[tuple[str, int], Verdict]) -> None:
-        self._verdicts.update(verdicts)
-
-    def wait(self, candidate: str, step: int) -> Verdict:
-        self._gate.block_until(candidate, lambda: (candidate, step) in self._verdicts)
-        return self._verdicts[(candidate, step)]
-
-
 def budget_of(training_args, train_size: int | None = None) -> int:
     """Each candidate's budget in steps: the template's ``max_steps`` when set, else its ``num_train_epochs`` over
     ``train_size`` examples, counted as the Trainer counts optimizer steps (batch size x processes per batch,
@@ -183,6 +166,7 @@ class SelectionResult:
     report: SelectionReport
     output_dir: Path
     files: dict = field(default_factory=dict)
+    workers: int = 1  # candidates that trained side by side (Ray trials); 1 when they took turns
 
     def push_to_hub(self, repo_id: str, *, task: str, dataset_name: str = "the user's dataset",
                     private: bool = False, token: str | bool | None = None, license: str | None = None) -> str:
@@ -233,14 +217,13 @@ class SelectionCoordinator:
     Args:
         candidates: Hub ids, local paths, or `Candidate` objects (a loaded module or a model_init).
         train_dataset / eval_dataset: `datasets.Dataset` splits with a label column.
-        training_args: a `TrainingArguments` template; `max_steps` is the budget per candidate.
-        policy: a policy, or a function making one (default: successive halving on `stage_steps`).
-        stage_steps / growth: the stage schedule when no policy is given.
-        metric: the evaluation metric that decides (default `eval_accuracy`, from a built-in accuracy).
-        save_stages: checkpoint live candidates at every stage end (what `resume` needs).
-        background_checkpoints: write those checkpoints on a worker thread while training goes on; None (default):
-            only when training runs on an accelerator (on the CPU a writer thread competes with training).
-        max_length: longest tokenized text; image_size: input resolution of timm candidates (default: their own).
+        training_args: a `TrainingArguments` template; its `max_steps` (or `num_train_epochs`) is the budget of
+            every candidate.
+        config: how the selection runs (`SelectionConfig`: stages, metric, columns, checkpoints, loading).
+        policy: the pruning rule (default: successive halving on the config's stage schedule).
+        compute_metrics: as the Trainer's (default: accuracy, when the metric is `eval_accuracy`).
+        columns: the splits' columns, when the caller detected them already (default: detected here, once).
+        on_report: completes the report (e.g. phase 1's story) before it is written, while the winner is saved.
     """
 
     def __init__(
@@ -249,29 +232,14 @@ class SelectionCoordinator:
         train_dataset,
         eval_dataset,
         training_args,
+        config: SelectionConfig | None = None,
         *,
-        policy: SelectionPolicy | Callable[[], SelectionPolicy] | None = None,
-        stage_steps: int | None = None,
-        growth: float = 1.0,
-        metric: str = "eval_accuracy",
-        greater_is_better: bool = True,
+        policy: SelectionPolicy | None = None,
         compute_metrics: Callable | None = None,
-        label_column: str | None = None,
-        text_column: str | None = None,
-        text_pair_column: str | None = None,
-        image_column: str | None = None,
-        save_stages: bool = True,
-        background_checkpoints: bool | None = None,
-        timeout: float = 24 * 3600.0,
-        trust_remote_code: bool = False,
-        allow_pickle: bool = False,
-        max_length: int = 256,
-        image_size: int | None = None,
-        progress: bool = False,
+        columns: Columns | None = None,
         on_report: Callable[[SelectionReport], None] | None = None,
     ):
-        self.progress = progress
-        # completes the report (e.g. phase 1's story) before it is written, while the winner is being saved
+        self.config = config = config or SelectionConfig()
         self.on_report = on_report
         self._bar = None
         self.candidates = [Candidate.of(c) for c in candidates]
@@ -281,51 +249,34 @@ class SelectionCoordinator:
         if len(set(names)) != len(names):
             raise SelectionError(f"candidate names must be unique, got {names}")
         # labels given as class names (pos/neg) are encoded the same way in both splits; the names become id2label
-        train_dataset, eval_dataset = encode_string_labels(train_dataset, eval_dataset, label_column)
+        train_dataset, eval_dataset = encode_string_labels(train_dataset, eval_dataset, config.label_column)
         self.budget = budget_of(training_args, len(train_dataset))
-        self.columns = self._check_data(train_dataset, eval_dataset, label_column=label_column,
-                                        text_column=text_column, text_pair_column=text_pair_column,
-                                        image_column=image_column)
-        if policy is None:
-            schedule = StageSchedule(stage_steps or default_stage(self.budget), growth)
-            policy = lambda: SuccessiveHalving(schedule)  # noqa: E731
-        self.policy_factory = policy if callable(policy) and not isinstance(policy, SelectionPolicy) else (
-            lambda: policy)
+        self.columns = columns or split_columns(train_dataset, eval_dataset, **config.column_names())
+        for c in self.candidates:  # a fixed head that cannot fit the classes fails here, before any training
+            if isinstance(c.model, torch.nn.Module) and head_mismatch(c.model, self.columns.n_classes):
+                raise SelectionError(head_mismatch(c.model, self.columns.n_classes, name=c.name))
+        self.policy = policy or SuccessiveHalving(
+            StageSchedule(config.stage_steps or default_stage(self.budget), config.growth))
+        self.stage_ends = self.policy.schedule.ends(self.budget)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.args = training_args
-        self.metric, self.greater_is_better = metric, greater_is_better
-        self.compute_metrics = compute_metrics or (accuracy if metric == "eval_accuracy" else None)
-        self.save_stages = save_stages
-        self.background_checkpoints = background_checkpoints
-        self.timeout = timeout
-        self.trust_remote_code, self.allow_pickle, self.max_length = trust_remote_code, allow_pickle, max_length
-        self.image_size = image_size
+        self.metric, self.greater_is_better = config.metric, config.greater_is_better
+        self.compute_metrics = compute_metrics or (accuracy if config.metric == "eval_accuracy" else None)
         self.output_dir = Path(training_args.output_dir)
-
-    def _check_data(self, train_dataset, eval_dataset, **columns: str | None) -> Columns:
-        """The splits' columns, which must agree, and a class count every fixed head must fit: bad data and
-        unusable candidates fail here, before any training."""
-        found = detect_columns(train_dataset, **columns)
-        eval_columns = detect_columns(eval_dataset, **columns)
-        if eval_columns.label != found.label:
-            raise SelectionError(f"train and eval splits disagree on the label column: '{found.label}' vs "
-                                 f"'{eval_columns.label}'")
-        n = max(found.n_classes, eval_columns.n_classes)
-        for c in self.candidates:
-            if isinstance(c.model, torch.nn.Module) and head_mismatch(c.model, n):
-                raise SelectionError(head_mismatch(c.model, n, name=c.name))
-        return dataclasses.replace(found, n_classes=n)
+        self.workers = 1  # candidates training at the same time (Ray: trials side by side)
+        self._writer: CheckpointWriter | None = None
 
     # ---------------------------------------------------------------- public
     def run(self, *, resume: bool = False) -> SelectionResult:
         ranks = process_state(self.args.use_cpu)  # one process, or every rank of `accelerate launch` / torchrun
         names = [c.name for c in self.candidates]
-        state = self._open_state(ranks, names, resume)
+        if self.config.backend == "ray":
+            return self._run_on_ray(ranks, names, resume)
+        scheduler = self._open_scheduler(ranks, names, resume)
         ranks.wait_for_everyone()
         gate = TurnGate()
-        board = VerdictBoard(gate)
         slots = {c.name: _Slot(c) for c in self.candidates}
-        if self.progress and self._main:
+        if self.config.progress and self._main:
             from tqdm.auto import tqdm
 
             # one bar for the whole selection; its total shrinks as candidates are pruned
@@ -334,7 +285,7 @@ class SelectionCoordinator:
         self._writer = CheckpointWriter()
         try:
             for n in names:
-                gate.spawn(n, functools.partial(self._train, slots[n], state, gate, board, resume))
+                gate.spawn(n, functools.partial(self._train, slots[n], scheduler, gate, resume))
             pending = list(names)
             while pending:
                 status = {n: gate.settle(n) for n in pending}
@@ -344,16 +295,20 @@ class SelectionCoordinator:
                         gate.run_turn(n)
                 asked = {n: slots[n].callback.pending_step for n in pending
                          if slots[n].callback is not None and slots[n].callback.pending_step is not None}
-                # only verdicts that need no wait: after a resume, candidates may stand at different stages, and
-                # the one behind must train on to report before the one ahead can be judged
-                verdicts = from_rank_zero(lambda asked=asked: {(n, s): state.verdict(n, s) for n, s in asked.items()
-                                                               if state.ready(s)})
-                if asked and not verdicts and "waiting" not in status.values():
-                    raise SelectionError(self._stuck(asked, state))
-                if not self._main:  # this rank's copy of the state learns what rank 0 decided
-                    for step in {s for _, s in verdicts}:
-                        state.note_decided(step)
-                board.publish(verdicts)
+                if not asked:
+                    continue
+                # decided here, while every candidate is paused, so that no candidate's own collectives (DDP
+                # all-reduces) are in flight: rank 0 decides, every other rank takes rank 0's selection as its own.
+                # Only what needs no wait is decided: after a resume, candidates may stand at different stages, and
+                # the one behind must train on and report before the one ahead can be judged.
+                taken = from_rank_zero(scheduler.decide)
+                if several_ranks():
+                    known = from_rank_zero(scheduler.state_dict)
+                    if not self._main:
+                        scheduler.load_state_dict(known)
+                if not taken and "waiting" not in status.values() and all(
+                        scheduler.answer(n, s).action == WAIT for n, s in asked.items()):
+                    raise SelectionError(self._stuck(asked, scheduler))
             for name, exc in self._writer.wait_all().items():  # only resume needs them: a warning, not a failure
                 logger.warning("candidate %s: its last stage checkpoint could not be written (%s); a resume would "
                                "start it from an earlier stage", name, exc)
@@ -361,12 +316,50 @@ class SelectionCoordinator:
             self._writer.close()
         if self._bar is not None:
             self._bar.close()
-        return self._finish(slots, state, time.perf_counter() - start)
+        return self._finish(slots, scheduler, time.perf_counter() - start)
 
-    def _open_state(self, ranks, names: list[str], resume: bool) -> SelectionState:
-        """The shared selection state: new, or the one a resume continues, after checking that it is a selection of
-        the same candidates and budget. Rank 0 keeps it on disk; the other ranks keep a copy in memory and receive
-        rank 0's decisions by broadcast."""
+    def _run_on_ray(self, ranks, names: list[str], resume: bool) -> SelectionResult:
+        """Candidates side by side as Ray Tune trials (`ray_engine`); this process is the driver and decides."""
+        from hf_twophase.trainer.ray_engine import require_ray, run_on_ray
+
+        require_ray()
+        if ranks.num_processes > 1:
+            raise SelectionError("backend 'ray' runs the candidates as Ray trials: start the job as one process "
+                                 "(python, not torchrun or accelerate launch) and give each candidate its GPUs with "
+                                 "gpus_per_candidate")
+        scheduler = self._open_scheduler(ranks, names, resume)
+        start = time.perf_counter()
+        trials, self.workers = run_on_ray(self, scheduler)
+        seconds = time.perf_counter() - start
+        slots = {c.name: _Slot(c) for c in self.candidates}
+        reported = scheduler.reports(include_dropped=True)
+        for name, slot in slots.items():
+            slot.steps = max((s for s, by in reported.items() if name in by), default=0)
+            slot.seconds = trials.get(name, {}).get("seconds", 0.0)
+            slot.error = trials.get(name, {}).get("error")
+        winner = scheduler.winner
+        if winner is not None:  # the driver loads the winner from its last stage checkpoint, at the budget
+            slot = slots[winner]
+            checkpoint = self._latest_checkpoint(slot)
+            if checkpoint is None or checkpoint_step(checkpoint) != self.budget:
+                raise SelectionError(f"the winner {winner} has no checkpoint at step {self.budget} in "
+                                     f"{self._candidate_dir(slot)}: its trial did not finish")
+            self._writer = CheckpointWriter()
+            self._build(slot)
+            self._restore_finished(slot.trainer, checkpoint)
+        for name, slot in slots.items():  # pruned and failed candidates give their checkpoints back
+            if name != winner:
+                remove_tree(self.output_dir, self._candidate_dir(slot))
+        try:
+            return self._finish(slots, scheduler, seconds)
+        finally:
+            if getattr(self, "_writer", None) is not None:
+                self._writer.close()
+
+    def _open_scheduler(self, ranks, names: list[str], resume: bool) -> StageScheduler:
+        """The selection's scheduler: new, or the one a resume continues, after checking that it is a selection of
+        the same candidates and budget. Rank 0 keeps it on disk; the other ranks keep a copy in memory and take rank
+        0's decisions."""
         state_dir = self.output_dir / "selection_state"
         manifest_file = self.output_dir / "selection.json"
         existed = state_dir.exists()  # every rank looks before any rank writes, so all raise alike
@@ -383,71 +376,60 @@ class SelectionCoordinator:
                                      "cannot resume it with these arguments")
         ranks.wait_for_everyone()
         self._main = ranks.is_main_process
+        policy = self.policy
         if self._main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(manifest_file, {"candidates": names, "budget": self.budget,
-                                              "policy": self.policy_factory().describe(), "metric": self.metric},
-                              indent=2)
-            state = DirectorySelectionState(state_dir, self.policy_factory, names, self.budget, mode="sync",
-                                            timeout=self.timeout, poll=0.05)
+                                              "policy": policy.describe(), "metric": self.metric}, indent=2)
+            storage = DirectoryStorage(state_dir, poll=0.05)
             if existed:
-                state.check()  # a damaged state file ends the resume here, named, before anything trains
+                storage.check()  # a damaged state file ends the resume here, named, before anything trains
+            scheduler = StageScheduler(policy, names, self.budget, storage=storage)
         else:
-            state = SelectionState(self.policy_factory, names, self.budget, mode="sync", timeout=self.timeout)
-        # every rank starts from rank 0's state: after a resume, a copy that knew less would resume its candidates
-        # from other stages than rank 0, and the ranks' collectives would no longer match
-        known = from_rank_zero(state.snapshot)
+            scheduler = StageScheduler(policy, names, self.budget)
+        # every rank starts from rank 0's selection: after a resume, a copy that knew less would resume its
+        # candidates from other stages than rank 0, and the ranks' collectives would no longer match
+        known = from_rank_zero(scheduler.state_dict)
         if not self._main:
-            state.restore(known)
-        return state
+            scheduler.load_state_dict(known)
+        return scheduler
 
     @staticmethod
-    def _stuck(asked: dict[str, int], state: SelectionState) -> str:
+    def _stuck(asked: dict[str, int], scheduler: StageScheduler) -> str:
         """Every live candidate waits for a decision that needs a report no running candidate can give."""
-        waits = "; ".join(f"{n} at step {s} (waiting for {', '.join(state.missing(s)) or 'nobody'})"
+        waits = "; ".join(f"{n} at step {s} (waiting for {', '.join(scheduler.missing(s)) or 'nobody'})"
                           for n, s in sorted(asked.items()))
-        where = getattr(state, "path", "memory")
+        where = getattr(scheduler.storage, "path", "memory")
         return (f"the selection cannot go on: {waits}. The state in {where} does not match the "
                 "candidates that are running; resume with the same candidates, or start again in another output_dir")
 
     # ---------------------------------------------------------------- one candidate's greenlet
-    def _train(self, slot: _Slot, state: SelectionState, gate: TurnGate, board: VerdictBoard,
-               resume: bool) -> None:
+    def _train(self, slot: _Slot, scheduler: StageScheduler, gate: TurnGate, resume: bool) -> None:
         name = slot.candidate.name
         try:
-            prior = state.run_so_far()
-            if resume and name not in prior.alive and prior.decisions:  # already pruned in the run we resume
-                reported = [step for step, by in state.reports(include_dropped=True).items() if name in by]
+            if resume and name not in scheduler.alive:  # already out in the run we resume
+                reported = [step for step, by in scheduler.reports(include_dropped=True).items() if name in by]
                 slot.steps = max(reported, default=0)  # it trained up to the stage it stopped at: the report counts it
                 gate.finish(name)
                 return
             gate.acquire(name)
             began = time.perf_counter()
-            slot.callback = FineSelectionCallback(state, name, metric=self.metric,
+            slot.callback = FineSelectionCallback(scheduler, name, metric=self.metric,
                                                   greater_is_better=self.greater_is_better, gate=gate,
-                                                  board=board, save_stages=self.save_stages)
+                                                  save_stages=self.config.save_stages)
             slot.callback.mark_holding()
-            from transformers import set_seed
-
-            # a new head is initialised from the global generator: seed it, so a candidate starts the same
-            # whatever ran before it in this process (a cache build, other candidates)
-            set_seed(self.args.seed)
-            slot.prepared = prepare(slot.candidate, self.train_dataset, self.eval_dataset, self.columns,
-                                    max_length=self.max_length, image_size=self.image_size,
-                                    trust_remote_code=self.trust_remote_code,
-                                    allow_pickle=self.allow_pickle)
-            slot.trainer = self._trainer(slot)
+            self._build(slot)
             checkpoint = self._latest_checkpoint(slot) if resume else None
             if checkpoint is not None:
                 done = checkpoint_step(checkpoint)  # a complete checkpoint is always named for its step
-                reported = {step for step, by in state.reports(include_dropped=True).items() if name in by}
-                if done in state.stage_ends and done not in reported:
+                reported = {step for step, by in scheduler.reports(include_dropped=True).items() if name in by}
+                if done in scheduler.stage_ends and done not in reported:
                     checkpoint = None  # written just before a crash cut its stage's report: train the stage again
             if checkpoint is not None:
-                for step, by_candidate in state.reports().items():
+                for step, by_candidate in scheduler.reports().items():
                     if name in by_candidate and step <= done:  # stages already reported before the crash
                         slot.callback.curve[step] = by_candidate[name]
-            if checkpoint is not None and done in state.stage_ends and not slot.callback.await_verdict(done).go_on:
+            if checkpoint is not None and done in scheduler.stage_ends and not slot.callback.await_verdict(done).go_on:
                 slot.steps = done  # pruned at the stage it had reported before the crash
                 slot.seconds = time.perf_counter() - began
                 self._free(slot)
@@ -467,17 +449,29 @@ class SelectionCoordinator:
             slot.error = str(exc) if isinstance(exc, CandidateError | SelectionError) else (
                 f"{type(exc).__name__}: {exc}")
             logger.warning("candidate %s dropped: %s", name, slot.error)
-            state.drop(name, slot.error)
+            scheduler.drop(name, slot.error)
             if slot.trainer is not None:
                 slot.steps = int(slot.trainer.state.global_step)
             self._free(slot)
         finally:
             gate.finish(name)
 
+    def _build(self, slot: _Slot) -> None:
+        """The candidate's model, its processed splits and its Trainer, into ``slot``."""
+        from transformers import set_seed
+
+        # a new head is initialised from the global generator: seed it, so a candidate starts the same whatever ran
+        # before it in this process (a cache build, other candidates)
+        set_seed(self.args.seed)
+        slot.prepared = prepare(slot.candidate, self.train_dataset, self.eval_dataset, self.columns,
+                                max_length=self.config.max_length, image_size=self.config.image_size,
+                                trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle)
+        slot.trainer = self._trainer(slot)
+
     def _trainer(self, slot: _Slot):
         from transformers import Trainer
 
-        stage = min(self._stage_ends()[0], max(1, self.args.logging_steps or 1))
+        stage = min(self.stage_ends[0], max(1, self.args.logging_steps or 1))
         if self._main:  # checkpoints land in a real folder of ours, whatever was planted under its name
             real_folder(self.output_dir, self._candidate_dir(slot))
         args = dataclasses.replace(  # checkpoints are kept to the newest complete one by mark_complete
@@ -491,15 +485,15 @@ class SelectionCoordinator:
         if self._bar is not None:
             args = dataclasses.replace(args, disable_tqdm=True)
         p = slot.prepared
-        callbacks = [slot.callback, _LogLines(slot.candidate.name)] + (
+        callbacks = [c for c in (slot.callback, _LogLines(slot.candidate.name)) if c is not None] + (
             [_StepProgress(self._bar, slot.candidate.name)] if self._bar else [])
         kwargs = dict(model=p.model, args=args, train_dataset=p.train_dataset, eval_dataset=p.eval_dataset,
                       data_collator=p.data_collator, compute_metrics=self.compute_metrics, callbacks=callbacks,
                       processing_class=p.processing if p.kind == "text-classifier" else None)
-        if self.save_stages:
+        if self.config.save_stages:
             trainer = BackgroundCheckpointTrainer(**kwargs, checkpoint_writer=self._writer,
                                                   writer_key=slot.candidate.name,
-                                                  background=self.background_checkpoints)
+                                                  background=self.config.background_checkpoints)
         else:
             trainer = Trainer(**kwargs)
         if self._bar is not None:
@@ -521,8 +515,9 @@ class SelectionCoordinator:
         trainer._load_from_checkpoint(str(checkpoint))
         trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
 
-    def _stage_ends(self) -> list[int]:
-        return self.policy_factory().schedule.ends(self.budget)
+    def new_slot(self, name: str) -> _Slot:
+        """A fresh slot for the candidate called ``name`` (how a Ray trial holds its one candidate)."""
+        return _Slot(next(c for c in self.candidates if c.name == name))
 
     def _candidate_dir(self, slot: _Slot) -> Path:
         return self.output_dir / "candidates" / folder_name(slot.candidate.name)
@@ -549,10 +544,10 @@ class SelectionCoordinator:
             torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------- the end
-    def _finish(self, slots: dict[str, _Slot], state: SelectionState, seconds: float) -> SelectionResult:
-        run = state.run_so_far()
-        reports = state.reports()
-        dropped = state.dropped()
+    def _finish(self, slots: dict[str, _Slot], scheduler: StageScheduler, seconds: float) -> SelectionResult:
+        run = scheduler
+        reports = scheduler.reports()
+        dropped = scheduler.dropped()
         winner = run.winner if run.winner and slots[run.winner].trainer is not None else None
         out = []
         for name, slot in slots.items():
@@ -572,8 +567,8 @@ class SelectionCoordinator:
         if winner is None:
             reasons = "; ".join(f"{c.name}: {c.reason}" for c in out)
             raise SelectionError(f"no candidate finished the selection ({reasons})")
-        report = SelectionReport(candidates=out, winner=winner, budget=self.budget, stage_ends=self._stage_ends(),
-                                 metric=self.metric, policy=self.policy_factory().describe(), seconds=seconds,
+        report = SelectionReport(candidates=out, winner=winner, budget=self.budget, stage_ends=self.stage_ends,
+                                 metric=self.metric, policy=self.policy.describe(), seconds=seconds,
                                  winner_score=reports.get(self.budget, {}).get(winner))
         if self.columns.label_maps():
             report.extra["labels"] = list(self.columns.class_names)  # as the winner's id2label names them
@@ -598,7 +593,7 @@ class SelectionCoordinator:
                 saving.result()  # a failed save raises here, after the report is on disk
         return SelectionResult(winner=winner, model=slot.trainer.model, processing=slot.prepared.processing,
                                trainer=slot.trainer, report=report, output_dir=self.output_dir,
-                               files={**files, "winner": winner_dir})
+                               files={**files, "winner": winner_dir}, workers=self.workers)
 
     def _save_winner(self, slot: _Slot, folder: Path) -> None:
         if self._main:  # saved before (a finished selection resumed): its weights are links into the checkpoint

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hf_twophase.atomic import write_json_atomic, write_text_atomic
-from hf_twophase.method.engine import SelectionRun
 from hf_twophase.method.policies import StageSchedule, SuccessiveHalving
+from hf_twophase.method.scheduler import StageScheduler, play
 from hf_twophase.paths import display_name
 
 UNTRAINED = ("not-recalled", "skipped")  # listed but never trained: no part of what brute force would have cost
@@ -85,9 +85,9 @@ class SelectionReport:
         if not names:
             return 0
         schedule = StageSchedule(self.policy.get("stage", self.stage_ends[0]), self.policy.get("growth", 1.0))
-        run = SelectionRun(SuccessiveHalving(schedule), names, self.budget)
+        run = StageScheduler(SuccessiveHalving(schedule), names, self.budget)
         order = {c: float(i) for i, c in enumerate(names)}
-        return sum(run.play(lambda c, step: order[c]).values())  # SH's cost does not depend on the scores
+        return sum(play(run, lambda c, step: order[c]).values())  # SH's cost does not depend on the scores
 
     def to_dict(self) -> dict:
         out = asdict(self)
