@@ -14,7 +14,7 @@ from hf_twophase.trainer.config import SelectionConfig  # noqa: E402
 from hf_twophase.trainer.coordinator import SelectionCoordinator  # noqa: E402
 from tests.coordinator_helpers import make_candidates, make_data, training_args  # noqa: E402
 
-BUDGET, STAGE = 12, 4
+BUDGET, STAGE = 8, 4
 
 if __name__ == "__main__":
     models, out, backend = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
