@@ -90,6 +90,10 @@ def test_small_selection_end_to_end(setup, capsys, tmp_path, monkeypatch):
     (["--growth", "0.5"], "--growth: expected a number >= 1"),
     (["--learning-rate=-1e-3"], "--learning-rate: expected a positive number"),
     (["--cold-budget=-1"], "--cold-budget: expected an integer >= 0"),
+    (["--backend", "ray", "--cpus-per-candidate", "0"], "--cpus-per-candidate: expected a positive number"),
+    (["--backend", "ray", "--cpus-per-candidate", "nan"], "--cpus-per-candidate: expected a positive number"),
+    (["--backend", "ray", "--gpus-per-candidate=-1"], "--gpus-per-candidate: expected a number >= 0"),
+    (["--backend", "spark"], "argument --backend: invalid choice: 'spark'"),
 ])
 def test_impossible_numbers_are_refused_before_anything_loads(capsys, argv, message):
     with pytest.raises(SystemExit) as stop:

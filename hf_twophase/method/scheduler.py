@@ -132,7 +132,6 @@ class StageScheduler:
         self.storage = storage if storage is not None else MemoryStorage()
         self.stage_ends = policy.schedule.ends(self.budget)
         self._lock = threading.RLock()  # Trainers on several threads may share one scheduler
-        self._applied: set[RecordKey] = set()
         self._reset()
         if shortlist and (0, None) not in self.storage.records():
             self.storage.add_record((0, None), self._shortlist_record(policy.shortlist(self.candidates)))
@@ -147,7 +146,7 @@ class StageScheduler:
         self.decided: list[int] = []  # stage ends decided so far (sync)
         self.shortlist_cost = 0.0
         self._answers: dict[tuple[str, int], Answer] = {}  # async answers, frozen
-        self._applied = set()
+        self._applied: set[RecordKey] = set()
 
     @property
     def done(self) -> bool:
@@ -286,8 +285,7 @@ class StageScheduler:
                 break
             force = False  # only the stage that waited is judged without its missing reports
             key = (step, None)
-            self.storage.add_record(key, self._judge(step, missing))
-            record = self.storage.records()[key]  # another process may have stored its record first: act on that
+            record = self.storage.add_record(key, self._judge(step, missing))  # another process's, if it was first
             self._apply(key, record)
             taken.append(record)
         return taken
@@ -341,8 +339,7 @@ class StageScheduler:
         record = {"action": answer.action, "reason": answer.reason,
                   "decisions": [answer.decision.to_dict()] if answer.decision else []}
         key = (step, candidate)
-        self.storage.add_record(key, record)
-        self._apply(key, self.storage.records()[key])
+        self._apply(key, self.storage.add_record(key, record))
         return self._answers[(candidate, step)]
 
     def __getstate__(self) -> dict:  # a copy in another process (Ray saves its scheduler) gets a lock of its own

@@ -41,6 +41,28 @@ def _move_optimizer_state(optimizer, device: torch.device) -> None:
                 state[key] = value.to(device, non_blocking=True)
 
 
+def stage_score(metrics: dict | None, metric: str, greater_is_better: bool, step: int,
+                nan_loss_at: int | None = None) -> tuple[float, str]:
+    """A stage end's score, greater is better, and why the candidate must leave the selection ("" if it need not;
+    then the score is NaN). Every engine's reporter reads its Trainer's metrics through here."""
+    metrics = metrics or {}
+    if metric not in metrics:
+        raise SelectionError(f"metric '{metric}' not in the evaluation metrics ({', '.join(sorted(metrics))}); pass "
+                             "metric=... or compute_metrics to the Trainer")
+    value = float(metrics[metric]) * (1.0 if greater_is_better else -1.0)
+    eval_loss = float(metrics.get("eval_loss", 0.0))
+    reason = ""
+    if nan_loss_at is not None:
+        reason = f"training loss became NaN at step {nan_loss_at}"
+    elif not math.isfinite(eval_loss):
+        # the Trainer logs a NaN training loss as the running mean (logging_nan_inf_filter, on by default), and an
+        # argmax metric such as accuracy still looks like a number: the validation loss tells
+        reason = f"validation loss is {eval_loss} at step {step}: the weights diverged"
+    elif math.isnan(value):
+        reason = f"metric {metric} is NaN at step {step}"
+    return (float("nan"), reason) if reason else (value, "")
+
+
 class FineSelectionCallback(TrainerCallback):
     """Report at each stage end; stop this Trainer when the scheduler stops its candidate.
 
@@ -137,24 +159,8 @@ class FineSelectionCallback(TrainerCallback):
         step = state.global_step
         if step not in self.scheduler.stage_ends or step in self.curve:
             return control
-        metrics = metrics or {}
-        if self.metric not in metrics:
-            raise SelectionError(f"metric '{self.metric}' not in the evaluation metrics "
-                                 f"({', '.join(sorted(metrics))}); pass metric=... or compute_metrics to the Trainer")
-        value = float(metrics[self.metric])
-        value = value if self.greater_is_better else -value
-        eval_loss = float(metrics.get("eval_loss", 0.0))
-        reason = None
-        if self._nan_loss_at is not None:
-            reason = f"training loss became NaN at step {self._nan_loss_at}"
-        elif not math.isfinite(eval_loss):
-            # the Trainer logs a NaN training loss as the running mean (logging_nan_inf_filter, on by default),
-            # and an argmax metric such as accuracy still looks like a number: the validation loss tells
-            reason = f"validation loss is {eval_loss} at step {step}: the weights diverged"
-        elif math.isnan(value):
-            reason = f"metric {self.metric} is NaN at step {step}"
-        if reason is not None:
-            value = float("nan")
+        value, reason = stage_score(metrics, self.metric, self.greater_is_better, step, self._nan_loss_at)
+        if reason:
             self._dropped_because = reason
             self.scheduler.drop(self.candidate, reason)
         self.curve[step] = value

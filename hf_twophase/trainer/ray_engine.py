@@ -28,6 +28,7 @@ from transformers import TrainerCallback
 
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.scheduler import CONTINUE, STOP, WAIT, StageScheduler
+from hf_twophase.trainer.callback import stage_score
 from hf_twophase.trainer.storage import DirectoryStorage
 
 try:
@@ -125,10 +126,15 @@ class _StageReport(TrainerCallback):
     on (the report returns), pausing it or stopping it (Ray ends this process)."""
 
     def __init__(self, name: str, stage_ends: list[int], metric: str, greater_is_better: bool, writer):
-        self.name, self.stage_ends, self.metric = name, stage_ends, metric
-        self.sign = 1.0 if greater_is_better else -1.0
+        self.name, self.stage_ends, self.metric, self.greater_is_better = name, stage_ends, metric, greater_is_better
         self.writer = writer
         self.curve: dict[int, float] = {}
+        self.nan_loss_at: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.nan_loss_at is None:
+            self.nan_loss_at = state.global_step  # the candidate leaves at the next stage end, with this reason
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step in self.stage_ends and state.global_step not in self.curve:
@@ -140,13 +146,7 @@ class _StageReport(TrainerCallback):
         step = state.global_step
         if step not in self.stage_ends or step in self.curve:
             return control
-        metrics = metrics or {}
-        if self.metric not in metrics:
-            raise SelectionError(f"metric {self.metric!r} is not among the evaluation metrics: {sorted(metrics)}")
-        value = self.sign * float(metrics[self.metric])
-        loss = float(metrics.get("eval_loss", 0.0))
-        dropped = (f"validation loss is {loss} at step {step}: the weights diverged" if not math.isfinite(loss)
-                   else f"metric {self.metric} is NaN at step {step}" if math.isnan(value) else "")
+        value, dropped = stage_score(metrics, self.metric, self.greater_is_better, step, self.nan_loss_at)
         self.curve[step] = value
         self.writer.wait(self.name)  # the stage checkpoint is whole before anyone acts on this report
         tune.report({CANDIDATE: self.name, STEP: step, SCORE: value, DROPPED: dropped})
