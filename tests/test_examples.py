@@ -25,8 +25,21 @@ def run_example(*argv: str, timeout: int = 240) -> subprocess.CompletedProcess:
 
 
 def test_every_example_is_tested_here():
-    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["callback_in_your_trainer.py", "replay_policies.py",
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["callback_in_your_trainer.py",
+                                                             "hyperparameter_search.py", "replay_policies.py",
                                                              "select.py"]
+
+
+def test_hyperparameter_search_example_names_the_best_trial(tmp_path):
+    """On given checkpoints (the default's phase 1 on the embedded repository and its Ray run are measured in
+    docs/benchmarks.md): Optuna, pruned, names the best trial's checkpoint and hyper-parameters."""
+    models = make_candidates(tmp_path / "models", hidden=(16, 8))
+    done = run_example("hyperparameter_search.py", "--models", *models, "--max-steps", "8", "--learning-rates",
+                       "3e-3", "1e-3", "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trials: 4, stopped early: " in done.stdout
+    best = next(line for line in done.stdout.splitlines() if line.startswith("best trial"))
+    assert "checkpoint " + str(tmp_path / "models") in best and "learning rate " in best
 
 
 def test_replay_policies_runs():

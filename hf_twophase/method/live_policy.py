@@ -8,7 +8,7 @@ Pure: no transformers import.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.policies import SelectionPolicy
@@ -52,11 +52,14 @@ def live_policy(
     variant: str = "calibrated",
     threshold: float | None = None,
     exclude: str | None = None,
+    curves_of: Callable[[str], str | None] | None = None,
 ) -> SelectionPolicy:
     """The policy a live selection runs, from the shared factory. Fine selection reads each candidate's curves from
     ``matrix`` (all benchmarks but ``exclude``); a candidate the matrix does not know is judged by its validation
     score alone. When no candidate has a curve, fine selection falls back to successive halving, and the policy's
-    ``note`` says so."""
+    ``note`` says so. ``curves_of`` names the matrix model whose curves stand for a selection's candidate, when
+    candidates are not models themselves (a hyper-parameter search's trials, each fine-tuning one of ``candidates``
+    with its own settings)."""
     if name == "fine-selection" and matrix is None:
         raise SelectionError("fine selection needs a performance matrix for its convergence trends")
     if name != "fine-selection":
@@ -69,7 +72,12 @@ def live_policy(
     wanted = [c for c in candidates if c in known]
     cube = CurveCube(matrix.subset(models=wanted)) if wanted else None
     curves = {m: benchmark_curves(cube, m, exclude=exclude or "") for m in wanted} if cube else {}
+    by_model = {m: c for m, c in curves.items() if c is not None}
+    if curves_of is not None:
+        def lookup(candidate: str):
+            return by_model.get(curves_of(candidate))
+
     policy = make_policy(name, stage=stage_steps, growth=growth, variant=variant, threshold=threshold,
-                         curves={m: c for m, c in curves.items() if c is not None})
+                         curves=by_model if curves_of is None else lookup)
     policy.curve_step = fraction_curve_step(budget, cube.max_step if cube else 1)
     return policy

@@ -193,6 +193,19 @@ class StageScheduler:
                 "decisions": [d.to_dict() for d in short.decisions]}
 
     # ------------------------------------------------------------------ candidates' side
+    def enroll(self, candidate: str) -> None:
+        """Let a new candidate in. Open-ended searches (Optuna's trials, drawn one after another) learn their
+        candidates as they come; only the asynchronous mode takes them, since a synchronous stage already decided
+        could not be judged again with a newcomer."""
+        with self._lock:
+            if candidate in self.candidates:
+                return
+            if self.mode != "async":
+                raise SelectionError(f"a synchronous selection has a fixed set of candidates; {candidate!r} is not "
+                                     f"one of {', '.join(self.candidates)}")
+            self.candidates.append(candidate)
+            self.alive.append(candidate)
+
     def report(self, candidate: str, step: int, value: float) -> None:
         """Record a candidate's validation score at ``step`` (greater is better; NaN: it failed)."""
         self._known(candidate)
@@ -362,6 +375,9 @@ class StageScheduler:
     def load_state_dict(self, state: Mapping) -> None:
         """Continue from ``state_dict()`` (of this scheduler in another process, or saved before a crash) into this
         scheduler's own storage."""
+        if self.mode == "async":  # an open-ended search: the saved one may have enrolled more candidates
+            for candidate in state["candidates"]:
+                self.enroll(candidate)
         if list(state["candidates"]) != self.candidates or int(state["budget"]) != self.budget:
             raise SelectionError("the saved selection is of other candidates or another budget; cannot continue it")
         for s, by_candidate in state["reports"].items():

@@ -189,6 +189,20 @@ def _encoding_fingerprint(ds, candidate: Candidate, tokenizer, columns: Columns,
     return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:32]
 
 
+def encode_texts(tokenizer, columns: Columns, batch: dict, max_length: int, **options: Any):
+    """A batch of texts (or text pairs), as a candidate's tokenizer encodes them for training."""
+    pair = batch[columns.text_pair] if columns.text_pair else None
+    return tokenizer(batch[columns.text], pair, truncation=True, max_length=max_length, **options)
+
+
+def image_pixels(processing, kind: str, images: Sequence[Any]) -> torch.Tensor:
+    """A batch of images as a candidate sees them: its timm transform or its image processor."""
+    images = [as_rgb(x) for x in images]
+    if kind == "timm":
+        return torch.stack([processing(x) for x in images])
+    return processing(images=images, return_tensors="pt")["pixel_values"]
+
+
 def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length: int = 256,
             trust_remote_code: bool = False, allow_pickle: bool = False, image_size: int | None = None) -> Prepared:
     """Load a candidate and encode both splits for it."""
@@ -198,8 +212,7 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
                                              allow_pickle=allow_pickle, image_size=image_size)
     if kind == "text-classifier":
         def tokenize(batch):
-            pair = batch[columns.text_pair] if columns.text_pair else None
-            out = processing(batch[columns.text], pair, truncation=True, max_length=max_length)
+            out = encode_texts(processing, columns, batch, max_length)
             out["labels"] = batch[columns.label]
             return out
 
@@ -213,12 +226,8 @@ def prepare(candidate: Candidate, train, eval_, columns: Columns, *, max_length:
                         processing, kind, encode)
 
     def transform(batch):
-        images = [as_rgb(x) for x in batch[columns.image]]
-        if kind == "timm":
-            pixels = torch.stack([processing(x) for x in images])
-        else:
-            pixels = processing(images=images, return_tensors="pt")["pixel_values"]
-        return {"pixel_values": pixels, "labels": torch.as_tensor(np.asarray(batch[columns.label]))}
+        return {"pixel_values": image_pixels(processing, kind, batch[columns.image]),
+                "labels": torch.as_tensor(np.asarray(batch[columns.label]))}
 
     return Prepared(candidate.name, model, train.with_transform(transform), eval_.with_transform(transform),
                     default_data_collator, processing, kind, lambda ds: ds.with_transform(transform),

@@ -68,13 +68,24 @@ class StageTrialScheduler(TrialScheduler):
     def on_trial_add(self, tune_controller, trial) -> None:
         pass
 
+    def _name(self, trial) -> str:
+        """The scheduler's name of a trial."""
+        return trial.config["candidate"]
+
+    def _reading(self, trial, result: dict) -> tuple[int, float, str] | None:
+        """(stage end, score, why the candidate leaves or "") of a report; None: not a report to judge."""
+        return int(result[STEP]), float(result[SCORE]), result.get(DROPPED) or ""
+
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        name, step = result[CANDIDATE], int(result[STEP])
+        name, reading = self._name(trial), self._reading(trial, result)
+        if reading is None or reading[0] not in self.scheduler.stage_ends:
+            return TrialScheduler.CONTINUE
+        step, score, dropped = reading
         self.last_step[name] = step
         self.seconds[name] = float(result.get("time_total_s", 0.0))
-        if result.get(DROPPED):  # first, so that no decision ever weighs its NaN
-            self.scheduler.drop(name, result[DROPPED])
-        self.scheduler.report(name, step, float(result[SCORE]))
+        if dropped:  # first, so that no decision ever weighs its NaN
+            self.scheduler.drop(name, dropped)
+        self.scheduler.report(name, step, score)
         self._decide(tune_controller)
         action = self.scheduler.answer(name, step).action
         return {CONTINUE: TrialScheduler.CONTINUE, STOP: TrialScheduler.STOP, WAIT: TrialScheduler.PAUSE}[action]
@@ -85,7 +96,7 @@ class StageTrialScheduler(TrialScheduler):
         which starts again from its newest stage checkpoint."""
         if trial.status == Trial.ERROR and trial.should_recover():
             return
-        name = trial.config["candidate"]
+        name = self._name(trial)
         self.scheduler.drop(name, f"its Ray trial failed: {trial.error_file or 'see the Ray logs'}")
         self._decide(tune_controller)
 
@@ -99,7 +110,7 @@ class StageTrialScheduler(TrialScheduler):
         """Take every decision that can be taken, then stop the paused trials it stopped."""
         self.scheduler.decide()
         for trial in tune_controller.get_trials():
-            name = trial.config["candidate"]
+            name = self._name(trial)
             if trial.status == Trial.PAUSED and name in self.last_step and \
                     self.scheduler.answer(name, self.last_step[name]).action == STOP:
                 tune_controller.stop_trial(trial)
@@ -111,7 +122,7 @@ class StageTrialScheduler(TrialScheduler):
             if trial.status == Trial.PENDING:
                 return trial
         for trial in trials:
-            name = trial.config["candidate"]
+            name = self._name(trial)
             if trial.status == Trial.PAUSED and (
                     name not in self.last_step or self.scheduler.answer(name, self.last_step[name]).go_on):
                 return trial
@@ -119,6 +130,39 @@ class StageTrialScheduler(TrialScheduler):
 
     def debug_string(self) -> str:
         return f"stage scheduler: {len(self.scheduler.alive)} alive, stages decided {self.scheduler.decided}"
+
+
+class SearchTrialScheduler(StageTrialScheduler):
+    """The same scheduler for `Trainer.hyperparameter_search` with Ray Tune: trials are named in the order Ray adds
+    them, and a report is the Trainer's evaluation metrics at a stage end (with the step the search's callback
+    adds, and the objective)."""
+
+    def __init__(self, search):
+        super().__init__(search.scheduler)
+        self.search = search
+        self._names: dict[str, str] = {}  # Ray's trial id -> the scheduler's name
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        from hf_twophase.trainer.optuna_pruner import trial_name
+
+        if trial.trial_id not in self._names:
+            name = trial_name(len(self._names))
+            if name not in self.scheduler.candidates:
+                raise SelectionError(f"Ray added more trials than the {len(self.scheduler.candidates)} the search "
+                                     "planned: give the grid as search_kwargs(space=...), not to ray.tune.run")
+            self._names[trial.trial_id] = name
+            self.search.enroll(name, trial.trial_id, trial.config)
+
+    def _name(self, trial) -> str:
+        return self._names[trial.trial_id]
+
+    def _reading(self, trial, result: dict) -> tuple[int, float, str] | None:
+        from hf_twophase.trainer.search import STEP_KEY
+
+        if STEP_KEY not in result or "objective" not in result:
+            return None
+        score = self.search.score(result["objective"])
+        return int(result[STEP_KEY]), score, "" if math.isfinite(score) else "its objective is not a number"
 
 
 class _StageReport(TrainerCallback):
