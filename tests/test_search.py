@@ -63,13 +63,15 @@ def _key(hyperparameters: dict) -> tuple[str, float]:
 
 
 @pytest.mark.slow
-def test_ray_search_runs_stages_side_by_side_and_picks_the_exhaustive_winner(tiny, request):
-    pytest.importorskip("ray")
+def test_ray_search_runs_stages_side_by_side_and_picks_the_exhaustive_winner(tiny, exhaustive):
+    """After other training in this process (the exhaustive search stops mid-epoch, which leaves its dataloader in
+    accelerate's shared state): Ray must still copy the Trainer into its trials."""
+    ray = pytest.importorskip("ray")
     out = tiny["out"] / "ray"
-    search, best = _search(tiny, "ray", out, storage_path=str(out / "ray"), verbose=0)
-    # the reference after the Ray search: a Trainer made after an Optuna search in the same process holds an
-    # Accelerator that Ray cannot pickle (a weak reference); each search alone is what users run
-    exhaustive = request.getfixturevalue("exhaustive")
+    try:
+        search, best = _search(tiny, "ray", out, storage_path=str(out / "ray"), verbose=0)
+    finally:
+        ray.shutdown()  # the Trainer started a local Ray in this process: later tests start and kill their own
     assert len(search.trials) == 6 and search.scheduler.mode == "sync"
     assert len(search.pruned()) >= 1
     assert search.scheduler.decided == [STAGE, BUDGET]

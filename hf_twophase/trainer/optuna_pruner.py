@@ -13,6 +13,7 @@ from typing import Any
 
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.scheduler import STOP, StageScheduler
+from hf_twophase.trainer.trials import trial_name
 
 try:
     import optuna
@@ -25,11 +26,6 @@ except ImportError:  # pragma: no cover - the extra is missing; `require_optuna`
 def require_optuna() -> None:
     if optuna is None:
         raise SelectionError("the Optuna backend needs the optional extra: pip install 'hf-twophase[optuna]'")
-
-
-def trial_name(index: int) -> str:
-    """The scheduler's name of the search's ``index``-th trial (Optuna's trial number; Ray's order of creation)."""
-    return f"trial-{index}"
 
 
 class StagePruner(BasePruner):

@@ -30,6 +30,7 @@ from hf_twophase.errors import SelectionError
 from hf_twophase.method.scheduler import CONTINUE, STOP, WAIT, StageScheduler
 from hf_twophase.trainer.callback import stage_score
 from hf_twophase.trainer.storage import DirectoryStorage
+from hf_twophase.trainer.trials import STEP_KEY, trial_name
 
 try:
     from ray import tune
@@ -143,8 +144,6 @@ class SearchTrialScheduler(StageTrialScheduler):
         self._names: dict[str, str] = {}  # Ray's trial id -> the scheduler's name
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        from hf_twophase.trainer.optuna_pruner import trial_name
-
         if trial.trial_id not in self._names:
             name = trial_name(len(self._names))
             if name not in self.scheduler.candidates:
@@ -157,8 +156,6 @@ class SearchTrialScheduler(StageTrialScheduler):
         return self._names[trial.trial_id]
 
     def _reading(self, trial, result: dict) -> tuple[int, float, str] | None:
-        from hf_twophase.trainer.search import STEP_KEY
-
         if STEP_KEY not in result or "objective" not in result:
             return None
         score = self.search.score(result["objective"])

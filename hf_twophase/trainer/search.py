@@ -34,12 +34,10 @@ from hf_twophase.inputs.columns import Columns, split_columns
 from hf_twophase.method.scheduler import StageScheduler
 from hf_twophase.trainer.candidates import Candidate, CandidateError, encode_texts, image_pixels, load_candidate
 from hf_twophase.trainer.config import SelectionConfig
-from hf_twophase.trainer.optuna_pruner import trial_name
+from hf_twophase.trainer.trials import CHECKPOINT, STEP_KEY, trial_name
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint"  # the hp_space key that names a trial's pre-trained checkpoint
-STEP_KEY = "hf_twophase_step"  # added to a stage end's metrics: the optimizer step a Ray report was taken at
 SEARCH_BACKENDS = ("optuna", "ray")
 
 
@@ -138,6 +136,23 @@ class StageReportCallback(TrainerCallback):
         return control
 
 
+class MetricObjective:
+    """A trial's objective: one metric (the Trainer's default adds every metric together), NaN once the weights
+    diverged, so that no pruner keeps the trial and no backend picks it. Small: Ray copies it into every trial."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+
+    def __call__(self, metrics: dict[str, float]) -> float:
+        from hf_twophase.trainer.callback import stage_score
+
+        shown = {k: v for k, v in metrics.items() if k != STEP_KEY}
+        value, diverged = stage_score(shown, self.metric, True, int(metrics.get(STEP_KEY, 0)))
+        if diverged:
+            logger.warning("the trial's objective is NaN: %s", diverged)
+        return value
+
+
 @dataclasses.dataclass(frozen=True)
 class TrialRecord:
     """What the driver knows of one trial: the backend's id, its hyper-parameters and its checkpoint."""
@@ -176,9 +191,9 @@ class CheckpointSearch:
         policy = policy or ("fine-selection" if matrix is not None else "successive-halving")
         self.matrix, self.policy_name, self.variant, self.threshold = matrix, policy, variant, threshold
         self.scheduler: StageScheduler | None = None
-        self.backend: str | None = None
         self.trials: dict[str, TrialRecord] = {}  # the scheduler's name of each trial -> what it is
-        self._greater_is_better = self.config.greater_is_better
+        self.recall = None  # phase 1's outcome, when the checkpoints come from `from_selector`
+        self.objective = MetricObjective(self.config.metric)
 
     @classmethod
     def from_selector(cls, selector, train_dataset, eval_dataset=None, *, k: int | None = None, recall=None,
@@ -215,25 +230,26 @@ class CheckpointSearch:
         training-argument names to the values to try, or, with Optuna, your own ``hp_space(trial)``)."""
         _check_backend(backend)
         space = {} if space is None else space
+        checkpoints = list(self.checkpoints)  # the functions hold the list only: Ray copies them into every trial
         if backend == "ray":
             from ray import tune
 
             grid = {k: tune.grid_search(list(v)) for k, v in _grid(space).items()}
 
             def ray_space(trial=None):
-                return {**grid, CHECKPOINT: tune.grid_search(self.checkpoints)}
+                return {**grid, CHECKPOINT: tune.grid_search(checkpoints)}
 
             return ray_space
         if callable(space):
             def optuna_space(trial):
-                return {**space(trial), CHECKPOINT: trial.suggest_categorical(CHECKPOINT, self.checkpoints)}
+                return {**space(trial), CHECKPOINT: trial.suggest_categorical(CHECKPOINT, checkpoints)}
 
             return optuna_space
         grid = _grid(space)
 
         def optuna_grid(trial):
             values = {k: trial.suggest_categorical(k, v) for k, v in grid.items()}
-            return {**values, CHECKPOINT: trial.suggest_categorical(CHECKPOINT, self.checkpoints)}
+            return {**values, CHECKPOINT: trial.suggest_categorical(CHECKPOINT, checkpoints)}
 
         return optuna_grid
 
@@ -268,20 +284,24 @@ class CheckpointSearch:
         n_trials = grid_size if grid_size is not None else int(n_trials)
         if n_trials < 1:
             raise SelectionError(f"n_trials must be >= 1, got {n_trials}")
+        if backend == "ray":
+            # a Trainer that stopped mid-epoch earlier in this process (any max_steps run) leaves its dataloader
+            # registered in accelerate's shared GradientState, as a weak reference that Ray cannot copy into the
+            # trials with the Trainer; no dataloader is being iterated now
+            trainer.accelerator.gradient_state.dataloader_references = [None]
         if trainer.args.remove_unused_columns:
             logger.info("remove_unused_columns set to False: the collator encodes the raw columns for each trial's "
                         "checkpoint")
             trainer.args.remove_unused_columns = False
         budget = budget_of(trainer.args, len(trainer.train_dataset))
         stage = self.config.stage_steps or default_stage(budget)
-        self._greater_is_better = self.config.greater_is_better
         policy = live_policy(self.policy_name, budget=budget, stage_steps=stage, growth=self.config.growth,
                              matrix=self.matrix, candidates=self.checkpoints, variant=self.variant,
                              threshold=self.threshold, curves_of=self.checkpoint_of_trial)
         # Ray's trials are all known before any runs: a stage barrier; Optuna's come one by one, enrolled as they do
         names = [trial_name(i) for i in range(n_trials if backend == "ray" else 1)]
         self.scheduler = StageScheduler(policy, names, budget, mode="sync" if backend == "ray" else "async")
-        self.backend, self.trials = backend, {}
+        self.trials = {}
         for old in [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StageReportCallback)]:
             trainer.remove_callback(old)
         trainer.add_callback(StageReportCallback(self.scheduler.stage_ends, budget, save=backend == "ray"))
@@ -308,19 +328,9 @@ class CheckpointSearch:
         return {**kwargs, **backend_kwargs}
 
     # ---------------------------------------------------------------- what the pruners share
-    def objective(self, metrics: dict[str, float]) -> float:
-        """The trial's objective: the config's metric (the Trainer's default would add every metric together)."""
-        from hf_twophase.trainer.callback import stage_score
-
-        shown = {k: v for k, v in metrics.items() if k != STEP_KEY}
-        value, diverged = stage_score(shown, self.config.metric, True, int(metrics.get(STEP_KEY, 0)))
-        if diverged:
-            logger.warning("the trial's objective is NaN: %s", diverged)
-        return value  # NaN when the weights diverged: no pruner keeps it, no backend picks it
-
     def score(self, objective: float) -> float:
         """The scheduler's score of an objective: greater is better."""
-        return float(objective) if self._greater_is_better else -float(objective)
+        return float(objective) if self.config.greater_is_better else -float(objective)
 
     def enroll(self, name: str, run_id: str, hyperparameters: Mapping[str, Any]) -> None:
         """Keep what a trial is under the scheduler's ``name`` for it (called by the pruner or the Ray scheduler)."""
