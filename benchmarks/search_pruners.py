@@ -10,9 +10,11 @@ matrix curves of each trial's checkpoint on the other datasets, exactly as `Chec
 - speedup: GPU seconds of training every trial for 50 epochs / GPU seconds spent;
 - regret: the best final accuracy among the search's trials minus the answer's final accuracy, in points.
 
-The stage length of our pruner is chosen by k-fold cross-validation over datasets: on the training folds, the stage
-with the highest median speedup among those with a mean regret of at most --max-regret points (else the lowest
-regret); the figures quoted are those of the held-back folds. Optuna's pruners run with their defaults.
+Our policy (successive halving, or fine selection's calibrated halving with the checkpoints' matrix curves) and its
+stage length are chosen by k-fold cross-validation over datasets: on the training folds, the setting with the highest
+median speedup among those with a mean regret of at most --max-regret points (else the lowest regret); the figures
+quoted are those of the held-back folds. At the default stage (a quarter of the budget) only the policy is chosen.
+Optuna's pruners run with their defaults.
 
     python benchmarks/search_pruners.py prepare --quicktune DIR     # once: DIR holds perf.json, cost.json, table.csv
     python benchmarks/search_pruners.py run --markdown               # the table in docs/benchmarks.md
@@ -40,6 +42,10 @@ DATA = Path(__file__).with_name("data") / "quicktune_configs_dev.parquet"
 DEV_CURVES = Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks" / "quicktune_curves_dev.csv"
 EPOCHS = 50
 STAGES = (1, 2, 5, 10, 12)  # 12: a quarter of the budget, the main job's default
+# our pruners: the policy each runs (fine selection reads the matrix curves of each trial's checkpoint)
+OURS = {"ours, fine selection": "fine-selection", "ours, successive halving": "successive-halving"}
+PRUNER_CLASSES = {"median": "MedianPruner", "successive-halving": "SuccessiveHalvingPruner",
+                  "hyperband": "HyperbandPruner(min_resource=1, max_resource=50)"}
 
 
 def prepare(quicktune: Path, dev_curves: Path) -> pd.DataFrame:
@@ -68,7 +74,7 @@ def _matrix(dev_curves: Path):
     return PerformanceMatrix.read(dev_curves)
 
 
-def make_pruner(name: str, stage: int, matrix, target: str, models: dict[str, str]):
+def make_pruner(name: str, stage: int, matrix, target: str, models: dict[str, str], checkpoints: list[str]):
     """The pruner called ``name``; ours reads each trial's checkpoint curves on every dataset but ``target``."""
     import optuna
 
@@ -84,8 +90,8 @@ def make_pruner(name: str, stage: int, matrix, target: str, models: dict[str, st
     from hf_twophase.method.scheduler import StageScheduler
     from hf_twophase.trainer.optuna_pruner import StagePruner
 
-    policy = live_policy("fine-selection", budget=EPOCHS, stage_steps=stage, matrix=matrix,
-                         candidates=sorted(set(models.values())), exclude=target, curves_of=models.get)
+    policy = live_policy(OURS[name], budget=EPOCHS, stage_steps=stage, matrix=matrix,
+                         candidates=checkpoints, exclude=target, curves_of=models.get)
     scheduler = StageScheduler(policy, ["trial-0"], EPOCHS, mode="async")
 
     def on_trial(name: str, number: str, params: dict) -> None:
@@ -94,18 +100,23 @@ def make_pruner(name: str, stage: int, matrix, target: str, models: dict[str, st
     return StagePruner(scheduler, on_trial=on_trial)
 
 
-def replay(runs: pd.DataFrame, order: list[str], pruner_name: str, stage: int, matrix, target: str) -> dict:
+def replay(runs: pd.DataFrame, order: list[str], pruner_name: str, stage: int, matrix, target: str,
+           study_name: str) -> dict:
     """One search: the runs of ``order`` one after another, under the pruner."""
     import optuna
 
     models: dict[str, str] = {}
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(pruner_name, stage, matrix, target, models))
+    checkpoints = sorted(runs["model"].unique())
+    pruner = make_pruner(pruner_name, stage, matrix, target, models, checkpoints)
+    # named: Hyperband assigns trials to brackets by a hash of the study's name, random unless given
+    study = optuna.create_study(direction="maximize", pruner=pruner, study_name=study_name)
     spent = full = 0.0
     finals = {}
     for run in order:
         curve = runs.loc[run]
+        study.enqueue_trial({"checkpoint": curve["model"].iloc[0]})  # the run's own checkpoint, as a Trainer trial
         trial = study.ask()
-        trial.suggest_categorical("checkpoint", [curve["model"].iloc[0]])
+        trial.suggest_categorical("checkpoint", checkpoints)
         vals, costs = curve["val"].to_numpy(), curve["cost"].to_numpy()
         full += costs.sum()
         finals[trial.number] = vals[-1]
@@ -130,15 +141,18 @@ def evaluate(data: pd.DataFrame, datasets: list[str], pruner: str, stage: int, m
         for repeat in range(repeats):
             rng = np.random.default_rng(repeat)
             order = list(rng.choice(names, size=min(trials, len(names)), replace=False))
-            rows.append({"dataset": dataset, "repeat": repeat, **replay(runs, order, pruner, stage, matrix, dataset)})
+            outcome = replay(runs, order, pruner, stage, matrix, dataset, f"{dataset}-{repeat}")
+            rows.append({"dataset": dataset, "repeat": repeat, **outcome})
     return pd.DataFrame(rows)
 
 
-def choose_stage(scores: dict[int, pd.DataFrame], max_regret: float) -> int:
-    ok = {s: f for s, f in scores.items() if f["regret"].mean() <= max_regret}
+def choose(scores: dict[tuple[str, int], pd.DataFrame], max_regret: float) -> tuple[str, int]:
+    """The (pruner, stage) with the highest median speedup among those whose mean regret is at most ``max_regret``
+    points on ``scores`` (else the lowest regret); ties go to the longer stage, then the simpler pruner."""
+    ok = {o: f for o, f in scores.items() if f["regret"].mean() <= max_regret}
     if ok:
-        return max(ok, key=lambda s: (ok[s]["speedup"].median(), -s))
-    return min(scores, key=lambda s: (scores[s]["regret"].mean(), s))
+        return max(ok, key=lambda o: (round(ok[o]["speedup"].median(), 6), o[1], o[0] == "ours, successive halving"))
+    return min(scores, key=lambda o: (scores[o]["regret"].mean(), -o[1]))
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -153,21 +167,29 @@ def run(args: argparse.Namespace) -> list[dict]:
                       if data[data["dataset"] == d]["run"].nunique() >= args.trials)
     folds = [datasets[i::args.folds] for i in range(args.folds)]
     started = time.perf_counter()
-    ours: dict[int, pd.DataFrame] = {}
-    for stage in STAGES:
-        ours[stage] = evaluate(data, datasets, "ours", stage, matrix, args.trials, args.repeats)
-    held_out, chosen = [], []
-    for fold in folds:
-        train = {s: f[~f["dataset"].isin(fold)] for s, f in ours.items()}
-        stage = choose_stage(train, args.max_regret)
-        chosen.append(stage)
-        held_out.append(ours[stage][ours[stage]["dataset"].isin(fold)])
-    results = [_summary("ours (stage chosen by cross-validation), held-back folds", pd.concat(held_out),
-                        f"stages {chosen}")]
-    results += [_summary(f"ours, stage {s} (in-sample)", ours[s], "") for s in STAGES]
+    combos = {(name, stage): evaluate(data, datasets, name, stage, matrix, args.trials, args.repeats)
+              for name in OURS for stage in STAGES}
+    fold_names = [",".join(f) for f in folds]
+
+    def cross_validated(options: list[tuple[str, int]], label: str) -> dict:
+        held_out, chosen = [], []
+        for fold in folds:
+            pick = choose({o: combos[o][~combos[o]["dataset"].isin(fold)] for o in options}, args.max_regret)
+            chosen.append(f"{pick[0]} / {pick[1]}")
+            held_out.append(combos[pick][combos[pick]["dataset"].isin(fold)])
+        return _summary(label, pd.concat(held_out), "chosen per fold: " + "; ".join(
+            f"{c} for {f}" for c, f in zip(chosen, fold_names, strict=True)))
+
+    quarter = STAGES[-1]
+    results = [cross_validated([(n, quarter) for n in OURS], f"ours at the default stage ({quarter} epochs, a "
+                               "quarter): policy chosen on the other folds"),
+               cross_validated(list(combos), "ours: policy and stage chosen on the other folds")]
+    in_sample = [_summary(f"{name}, stage {stage} (in-sample)", frame, "") for (name, stage), frame in combos.items()]
     for name in ("median", "successive-halving", "hyperband", "none"):
-        results.append(_summary(f"Optuna {name}" if name != "none" else "no pruning (every trial to the end)",
-                                evaluate(data, datasets, name, 0, matrix, args.trials, args.repeats), "defaults"))
+        label = f"Optuna {PRUNER_CLASSES[name]}" if name != "none" else "no pruning (every trial to the end)"
+        results.append(_summary(label, evaluate(data, datasets, name, 0, matrix, args.trials, args.repeats),
+                                "Optuna's defaults"))
+    results += in_sample
     results.append({"policy": "seconds", "value": time.perf_counter() - started, "datasets": datasets})
     return results
 
@@ -201,7 +223,7 @@ def main() -> None:
     go.add_argument("--data", type=Path, default=DATA)
     go.add_argument("--dev-curves", type=Path, default=DEV_CURVES)
     go.add_argument("--trials", type=int, default=24)
-    go.add_argument("--repeats", type=int, default=10)
+    go.add_argument("--repeats", type=int, default=20)
     go.add_argument("--folds", type=int, default=3)
     go.add_argument("--max-regret", type=float, default=0.5)
     go.add_argument("--markdown", action="store_true")
