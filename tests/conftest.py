@@ -13,13 +13,15 @@ import tempfile
 
 from hf_twophase.hub.server import LocalHub, hub_environment
 
-if "HF_TWOPHASE_TEST_HUB" in os.environ:  # imported a second time under another name: keep the first hub
+if os.environ.get("HF_TWOPHASE_TEST_HUB_PID") == str(os.getpid()):  # imported a second time under another name
+    # (a pytest-xdist worker inherits the variables of the process that started it: it starts a hub of its own)
     raise ImportError("import the test helpers from `conftest`, not `tests.conftest`: importing it twice would start "
                       "a second hub after the Hub clients were configured for the first")
 _HUB_FOLDER = tempfile.mkdtemp(prefix="hf-twophase-tests-")
 LOCAL_HUB = LocalHub(os.path.join(_HUB_FOLDER, "hub")).start()
 os.environ.update(hub_environment(LOCAL_HUB.url, os.path.join(_HUB_FOLDER, "hf_home")))
 os.environ["HF_TWOPHASE_TEST_HUB"] = LOCAL_HUB.url
+os.environ["HF_TWOPHASE_TEST_HUB_PID"] = str(os.getpid())
 atexit.register(lambda: (LOCAL_HUB.stop(), shutil.rmtree(_HUB_FOLDER, ignore_errors=True)))
 
 import pandas as pd  # noqa: E402 - after the Hub environment is set
