@@ -97,7 +97,6 @@ def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
         build_matrix(models, BENCHMARKS, tmp_path / "bad", CONFIG, progress=False, shard=(2, 2))
 
 
-@pytest.mark.xdist_group("ray")  # one local Ray at a time (tests/test_ray_engine.py)
 def test_ray_tasks_build_the_same_records(tmp_path):
     ray = pytest.importorskip("ray")
     from hf_twophase.matrix_build.builder import build_matrix_on_ray

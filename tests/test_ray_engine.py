@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
-# one local Ray at a time: a driver that starts Ray joins one already running on this machine, and these tests kill theirs
-pytestmark = pytest.mark.xdist_group("ray")
 
 from ray.tune.experiment import Trial  # noqa: E402
 from ray.tune.schedulers import TrialScheduler  # noqa: E402

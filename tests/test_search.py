@@ -63,7 +63,6 @@ def _key(hyperparameters: dict) -> tuple[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # one local Ray at a time (tests/test_ray_engine.py)
 def test_ray_search_runs_stages_side_by_side_and_picks_the_exhaustive_winner(tiny, exhaustive):
     """After other training in this process (the exhaustive search stops mid-epoch, which leaves its dataloader in
     accelerate's shared state): Ray must still copy the Trainer into its trials."""
