@@ -161,6 +161,20 @@ def test_search_kwargs_prepares_the_trainer_once(search, trainer):
     assert CandidateError in kwargs["catch"]  # a checkpoint that cannot load fails its trial, not the search
 
 
+def test_search_kwargs_for_ray_hand_over_a_stage_barrier_and_the_grid(search, trainer):
+    pytest.importorskip("ray")
+    from hf_twophase.trainer.ray_engine import SearchTrialScheduler
+
+    kwargs = search.search_kwargs(trainer, backend="ray", space={"learning_rate": LEARNING_RATES})
+    assert isinstance(kwargs["scheduler"], SearchTrialScheduler) and search.scheduler.mode == "sync"
+    assert search.scheduler.candidates == [f"trial-{i}" for i in range(6)]  # the whole grid, known before any runs
+    assert kwargs["n_trials"] == 1  # Ray's num_samples: each grid point once
+    assert kwargs["reuse_actors"] and not kwargs["raise_on_failed_trial"]
+    space = kwargs["hp_space"](None)
+    assert space["checkpoint"] == {"grid_search": search.checkpoints}
+    assert space["learning_rate"] == {"grid_search": LEARNING_RATES}
+
+
 def test_a_trial_that_trains_another_budget_is_stopped_with_the_reason():
     callback = StageReportCallback([10, 20], 20, save=False)
     with pytest.raises(SelectionError, match="trains 30 steps.*planned for 20"):
