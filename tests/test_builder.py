@@ -21,6 +21,16 @@ pytestmark = pytest.mark.slow
 HELPER = Path(__file__).with_name("builder_helpers.py")
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """Three tiny models and their matrix built in one go, in this process: what every other way of building (killed
+    and rerun, sharded, on Ray) must reproduce."""
+    folder = tmp_path_factory.mktemp("builder")
+    models = make_candidates(folder / "m", hidden=(32, 8, 16))
+    return {"models_dir": folder / "m", "models": models,
+            "matrix": build_matrix(models, BENCHMARKS, folder / "straight", CONFIG, progress=False)}
+
+
 def _comparable(matrix: PerformanceMatrix):
     return matrix.records.drop(columns=["cost"]).sort_values(["model", "dataset", "step"]).reset_index(drop=True)
 
@@ -42,13 +52,9 @@ def test_cells_records_failures_and_rerun(tmp_path):
         build_matrix([missing], BENCHMARKS[:1], tmp_path / "none", CONFIG, progress=False)
 
 
-def test_kill_mid_build_and_rerun_gives_the_same_records(tmp_path):
-    models_dir = tmp_path / "m"
-    make_candidates(models_dir, hidden=(32, 8, 16))
+def test_kill_mid_build_and_rerun_gives_the_same_records(tmp_path, straight):
+    models_dir = straight["models_dir"]
     env = {**os.environ, "PYTHONPATH": str(HELPER.parent.parent)}
-    straight = tmp_path / "straight"
-    subprocess.run([sys.executable, str(HELPER), str(models_dir), str(straight)], check=True, env=env,
-                   capture_output=True, timeout=240)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(HELPER), str(models_dir), str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -64,9 +70,8 @@ def test_kill_mid_build_and_rerun_gives_the_same_records(tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in (killed / "cells").glob("*.json")}
     assert all(after[name] == mtime for name, mtime in kept.items())  # finished cells were not trained again
     assert len(after) == 6
-    a = PerformanceMatrix.read(straight / "records.parquet")
     b = PerformanceMatrix.read(killed / "records.parquet")
-    assert _comparable(a).equals(_comparable(b))  # equal apart from timings
+    assert _comparable(straight["matrix"]).equals(_comparable(b))  # equal apart from timings
 
 
 def test_registry_has_the_papers_benchmarks_and_packaged_ones():
@@ -80,35 +85,32 @@ def test_registry_has_the_papers_benchmarks_and_packaged_ones():
         get_benchmark("nope")
 
 
-def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path):
+def test_parallel_shards_share_one_folder_and_equal_one_build(tmp_path, straight):
     from hf_twophase.matrix_build.builder import collect
 
-    models_dir = tmp_path / "m"
-    models = make_candidates(models_dir, hidden=(32, 8, 16))
-    straight = build_matrix(models, BENCHMARKS, tmp_path / "straight", CONFIG, progress=False)
+    models_dir, models = straight["models_dir"], straight["models"]
     env = {**os.environ, "PYTHONPATH": str(HELPER.parent.parent)}
     workers = [subprocess.Popen([sys.executable, str(HELPER), str(models_dir), str(tmp_path / "sharded"), f"{i}/2"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
     for w in workers:
         assert w.wait(timeout=240) == 0, w.stderr.read().decode()[-2000:]
     assert len(list((tmp_path / "sharded" / "cells").glob("*.json"))) == 6  # each cell trained once, by its owner
-    assert _comparable(collect(tmp_path / "sharded")).equals(_comparable(straight))
+    assert _comparable(collect(tmp_path / "sharded")).equals(_comparable(straight["matrix"]))
     with pytest.raises(SelectionError, match="shard"):
         build_matrix(models, BENCHMARKS, tmp_path / "bad", CONFIG, progress=False, shard=(2, 2))
 
 
-def test_ray_tasks_build_the_same_records(tmp_path):
+def test_ray_tasks_build_the_same_records(tmp_path, straight):
     ray = pytest.importorskip("ray")
     from hf_twophase.matrix_build.builder import build_matrix_on_ray
 
-    models = make_candidates(tmp_path / "m", hidden=(32, 8))
-    straight = build_matrix(models, BENCHMARKS, tmp_path / "straight", CONFIG, progress=False)
+    models = straight["models"]
     root = str(HELPER.parent.parent)
     try:
         on_ray = build_matrix_on_ray(models, BENCHMARKS, tmp_path / "ray", CONFIG, progress=False, num_cpus=2,
                                      runtime_env={"env_vars": {"PYTHONPATH": root}})
     finally:
         ray.shutdown()
-    assert len(list((tmp_path / "ray" / "cells").glob("*.json"))) == 4
-    assert _comparable(on_ray).equals(_comparable(straight))
+    assert len(list((tmp_path / "ray" / "cells").glob("*.json"))) == 6
+    assert _comparable(on_ray).equals(_comparable(straight["matrix"]))
 

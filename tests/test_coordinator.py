@@ -198,9 +198,9 @@ def test_crash_and_resume_reaches_the_same_winner(tmp_path, candidates, data, ba
     helper = Path(__file__).with_name("coordinator_helpers.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(helper.parent.parent), os.environ.get("PYTHONPATH", "")]),
            "HF_TWOPHASE_TEST_BACKGROUND_CHECKPOINTS": background}
-    straight = tmp_path / "straight"
-    subprocess.run([sys.executable, str(helper), str(folder), str(straight)], check=True, env=env, timeout=300,
-                   capture_output=True)
+    straight = tmp_path / "straight"  # the same selection as the helper's, never killed (in this process)
+    SelectionCoordinator(make_candidates(folder), make_data(256, 0), make_data(64, 1), training_args(straight),
+                         SelectionConfig(stage_steps=10, background_checkpoints=background == "1")).run()
     crashed = tmp_path / "crashed"
     proc = subprocess.Popen([sys.executable, str(helper), str(folder), str(crashed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
