@@ -68,12 +68,6 @@ def prepare(quicktune: Path, dev_curves: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "run", "model", "lr", "step", "val", "cost"])
 
 
-def _matrix(dev_curves: Path):
-    from hf_twophase.records.matrix import PerformanceMatrix
-
-    return PerformanceMatrix.read(dev_curves)
-
-
 def make_pruner(name: str, stage: int, matrix, target: str, models: dict[str, str], checkpoints: list[str]):
     """The pruner called ``name``; ours reads each trial's checkpoint curves on every dataset but ``target``."""
     import optuna
@@ -92,7 +86,7 @@ def make_pruner(name: str, stage: int, matrix, target: str, models: dict[str, st
 
     policy = live_policy(OURS[name], budget=EPOCHS, stage_steps=stage, matrix=matrix,
                          candidates=checkpoints, exclude=target, curves_of=models.get)
-    scheduler = StageScheduler(policy, ["trial-0"], EPOCHS, mode="async")
+    scheduler = StageScheduler(policy, [], EPOCHS, mode="async")
 
     def on_trial(name: str, number: str, params: dict) -> None:
         models[name] = params["checkpoint"]
@@ -162,7 +156,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     logging.getLogger("hf_twophase").setLevel(logging.ERROR)
     data = pd.read_parquet(args.data)
     data["run"] = data["run"].astype(str)
-    matrix = _matrix(args.dev_curves)
+    from hf_twophase.records.matrix import PerformanceMatrix
+
+    matrix = PerformanceMatrix.read(args.dev_curves)
     datasets = sorted(d for d in data["dataset"].unique()
                       if data[data["dataset"] == d]["run"].nunique() >= args.trials)
     folds = [datasets[i::args.folds] for i in range(args.folds)]

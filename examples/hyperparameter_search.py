@@ -22,6 +22,7 @@ from pathlib import Path  # noqa: E402
 import transformers as tf  # noqa: E402
 
 from hf_twophase import RepoSelector, SelectionConfig, SelectorConfig  # noqa: E402
+from hf_twophase.inputs.columns import cap_examples  # noqa: E402
 from hf_twophase.matrix_build.benchmarks import get_benchmark  # noqa: E402
 from hf_twophase.matrix_build.defaults import SETUPS, ensure_default  # noqa: E402
 from hf_twophase.trainer.candidates import accuracy  # noqa: E402
@@ -30,27 +31,38 @@ from hf_twophase.trainer.search import CheckpointSearch  # noqa: E402
 TASK = "text-classification"
 
 
-def cap(dataset, n: int, seed: int):
-    """The default job's subset: ``n`` examples drawn with ``seed``."""
-    return dataset if len(dataset) <= n else dataset.shuffle(seed=seed).select(range(n))
+def positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+        return value
+
+    return parse
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("optuna", "ray"), default="optuna")
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-4, 3e-4])
+    parser.add_argument("--learning-rates", type=positive(float), nargs="+", default=[1e-4, 3e-4])
     parser.add_argument("--models", nargs="+", help="the checkpoints to search over (default: phase 1 recalls three "
                         "of the embedded text repository)")
-    parser.add_argument("--max-steps", type=int, default=SETUPS[TASK].budget, help="training steps of a full trial")
+    parser.add_argument("--max-steps", type=positive(int), default=SETUPS[TASK].budget,
+                        help="training steps of a full trial")
     parser.add_argument("--output-dir", default="hyperparameter_search_output")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--exhaustive", action="store_true", help="train every trial to the end (the reference)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     started = time.perf_counter()
     setup = SETUPS[TASK]
 
     train, validation, _ = get_benchmark(setup.target).load(seed=args.seed)
-    train, validation = cap(train, setup.train_examples, args.seed), cap(validation, setup.eval_examples, args.seed)
+    train = cap_examples(train, setup.train_examples, args.seed)  # the default job's data
+    validation = cap_examples(validation, setup.eval_examples, args.seed)
     config = SelectionConfig(max_length=setup.build.max_length)
     if args.models:
         search = CheckpointSearch(args.models, train, validation, config=config)  # no matrix: successive halving

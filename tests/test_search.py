@@ -198,7 +198,7 @@ def test_the_image_collator_uses_the_trials_own_transform():
 
         return torch.as_tensor(np.array(image), dtype=torch.float32).permute(2, 0, 1) / 255
 
-    collator.use("a-timm-model", to_tensor, "timm")
+    collator.use(to_tensor, "timm")
     gray = Image.fromarray(np.full((4, 4), 255, dtype=np.uint8))  # grey images become RGB, as in phase 2
     batch = collator([{"image": gray, "label": 1}, {"image": gray, "label": 0}])
     assert tuple(batch["pixel_values"].shape) == (2, 3, 4, 4) and batch["labels"].tolist() == [1, 0]
@@ -206,14 +206,17 @@ def test_the_image_collator_uses_the_trials_own_transform():
 
 # ---------------------------------------------------------------- the decision object's side
 def test_an_asynchronous_selection_takes_candidates_as_they_come_a_synchronous_one_does_not():
-    open_ended = StageScheduler(SuccessiveHalving(), ["trial-0"], 4, mode="async")
+    open_ended = StageScheduler(SuccessiveHalving(), [], 4, mode="async")  # a search knows no trial yet
+    open_ended.enroll("trial-0")
     open_ended.enroll("trial-1")
     open_ended.enroll("trial-1")  # once
     assert open_ended.candidates == ["trial-0", "trial-1"]
+    with pytest.raises(SelectionError, match="no candidates to select from"):
+        StageScheduler(SuccessiveHalving(), [], 4)
     fixed = StageScheduler(SuccessiveHalving(), ["a", "b"], 4)
     with pytest.raises(SelectionError, match="fixed set of candidates"):
         fixed.enroll("c")
-    copy = StageScheduler(SuccessiveHalving(), ["trial-0"], 4, mode="async")
+    copy = StageScheduler(SuccessiveHalving(), [], 4, mode="async")
     copy.load_state_dict(open_ended.state_dict())  # a saved open-ended search brings its newcomers along
     assert copy.candidates == open_ended.candidates
 
@@ -242,3 +245,17 @@ def test_from_selector_searches_the_recalled_checkpoints_with_the_matrix_curves(
     search = CheckpointSearch.from_selector(selector, tiny["train"], tiny["eval"])
     assert search.checkpoints == [names[0], names[2]]  # the top 2 of the matrix's prior, best first
     assert search.policy_name == "fine-selection" and search.matrix is selector.matrix
+
+
+@pytest.mark.parametrize("argv", [["--max-steps", "0"], ["--max-steps", "-8"], ["--learning-rates", "0"],
+                                  ["--learning-rates", "nan"], ["--backend", "wandb"]])
+def test_the_example_refuses_bad_arguments_before_any_work(argv, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "hyperparameter_search.py"
+    spec = importlib.util.spec_from_file_location("hyperparameter_search_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with pytest.raises(SystemExit) as exit_:
+        example.parse_args(argv)
+    assert exit_.value.code == 2 and "error: argument" in capsys.readouterr().err

@@ -194,10 +194,6 @@ def _load_file(path: Path):
         raise SelectionError(f"dataset file {path} cannot be read as {_FILE_BUILDERS[suffix]}: {first}") from None
 
 
-def _cap(ds, n: int | None, seed: int):
-    return ds if n is None or len(ds) <= n else ds.shuffle(seed=seed).select(range(n))
-
-
 # ---------------------------------------------------------------- the job, one step per function
 @dataclass
 class Plan:
@@ -273,7 +269,7 @@ class JobData:
 
 def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
     """The data, checked, before any model is downloaded or trained: a dataset without labels ends here."""
-    from hf_twophase.inputs.columns import split_columns
+    from hf_twophase.inputs.columns import cap_examples, split_columns
 
     if args.dataset is None:
         from hf_twophase.matrix_build.benchmarks import get_benchmark
@@ -283,7 +279,8 @@ def load_data(args: argparse.Namespace, plan: Plan) -> JobData:
     else:
         train, validation = load_user_dataset(args.dataset, args.task, seed=args.seed, label_column=args.label_column)
         name = args.dataset
-    train, validation = _cap(train, plan.max_train, args.seed), _cap(validation, plan.max_eval, args.seed)
+    train = cap_examples(train, plan.max_train, args.seed)
+    validation = cap_examples(validation, plan.max_eval, args.seed)
     given = {"label_column": args.label_column, "text_column": args.text_column, "image_column": args.image_column}
     given = {key: value for key, value in given.items() if value}
     columns = split_columns(train, validation, **given)  # once for the whole job: phase 1 and every candidate

@@ -159,6 +159,11 @@ def detect_columns(
     return Columns(label=label, n_classes=n_classes, text=text, text_pair=pair, class_names=class_names)
 
 
+def cap_examples(dataset, n: int | None, seed: int):
+    """At most ``n`` examples of ``dataset``, drawn with ``seed`` (all of them, in order, when it has no more)."""
+    return dataset if n is None or len(dataset) <= n else dataset.shuffle(seed=seed).select(range(n))
+
+
 def stratified_indices(labels: np.ndarray, max_samples: int | None, seed: int = 0) -> np.ndarray:
     """At most `max_samples` indices with every class kept in proportion (at least one each), sorted.
 

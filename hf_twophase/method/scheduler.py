@@ -122,7 +122,7 @@ class StageScheduler:
                  storage: SchedulerStorage | None = None, mode: str = "sync", shortlist: bool = False):
         if mode not in MODES:
             raise SelectionError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if not candidates:
+        if not candidates and mode != "async":  # an open-ended search enrolls its candidates as they come
             raise SelectionError("no candidates to select from")
         if len(set(candidates)) != len(candidates):
             raise SelectionError("candidate names must be unique")

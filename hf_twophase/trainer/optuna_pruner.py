@@ -45,15 +45,13 @@ class StagePruner(BasePruner):
             raise SelectionError("Optuna runs the Trainer's trials one after another: the pruner needs a scheduler "
                                  "with mode='async' (a stage barrier would wait for ever)")
         self.scheduler, self.sign, self.on_trial = scheduler, 1.0 if greater_is_better else -1.0, on_trial
-        self._seen: set[str] = set()
 
     def prune(self, study: Any, trial: Any) -> bool:
         step = trial.last_step
         if step is None:
             return False
         name = trial_name(trial.number)
-        if name not in self._seen:
-            self._seen.add(name)
+        if name not in self.scheduler.candidates:
             if self.on_trial is not None:
                 self.on_trial(name, str(trial.number), dict(trial.params))
             self.scheduler.enroll(name)

@@ -47,12 +47,12 @@ class CheckpointCollator:
 
     def __init__(self, columns: Columns, max_length: int = 256):
         self.columns, self.max_length = columns, max_length
-        self.checkpoint: str | None = None
         self._processing: Any = None
         self._kind: str | None = None
 
-    def use(self, checkpoint: str, processing: Any, kind: str) -> None:
-        self.checkpoint, self._processing, self._kind = checkpoint, processing, kind
+    def use(self, processing: Any, kind: str) -> None:
+        """Encode with ``processing`` (a tokenizer, an image processor or a timm transform; ``kind`` says which)."""
+        self._processing, self._kind = processing, kind
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         if self._processing is None:
@@ -106,7 +106,7 @@ class CheckpointModels:
         module, processing, kind = load_candidate(
             Candidate.of(checkpoint), self.columns, trust_remote_code=self.config.trust_remote_code,
             allow_pickle=self.config.allow_pickle, image_size=self.config.image_size)
-        self.collator.use(checkpoint, processing, kind)
+        self.collator.use(processing, kind)
         return module
 
 
@@ -155,11 +155,10 @@ class MetricObjective:
 
 @dataclasses.dataclass(frozen=True)
 class TrialRecord:
-    """What the driver knows of one trial: the backend's id, its hyper-parameters and its checkpoint."""
+    """What the driver knows of one trial: the backend's id and its hyper-parameters (the checkpoint among them)."""
 
     run_id: str
     hyperparameters: dict
-    checkpoint: str | None
 
 
 class CheckpointSearch:
@@ -299,7 +298,7 @@ class CheckpointSearch:
                              matrix=self.matrix, candidates=self.checkpoints, variant=self.variant,
                              threshold=self.threshold, curves_of=self.checkpoint_of_trial)
         # Ray's trials are all known before any runs: a stage barrier; Optuna's come one by one, enrolled as they do
-        names = [trial_name(i) for i in range(n_trials if backend == "ray" else 1)]
+        names = [trial_name(i) for i in range(n_trials)] if backend == "ray" else []
         self.scheduler = StageScheduler(policy, names, budget, mode="sync" if backend == "ray" else "async")
         self.trials = {}
         for old in [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StageReportCallback)]:
@@ -324,8 +323,7 @@ class CheckpointSearch:
             kwargs["n_trials"] = 1  # Ray's num_samples: the grid in hp_space makes the trials, each once
             kwargs["raise_on_failed_trial"] = False  # a trial that failed is the search's to report, not an error
             # a worker process serves trial after trial (a paused one resumes from its checkpoint in any of them):
-            # one import of torch and transformers per worker, not per trial start (the tiny search of
-            # tests/test_search.py takes 14 s on 2 cores this way, 42 s with a process per trial start)
+            # one import of torch and transformers per worker, not per trial start (docs/benchmarks.md)
             kwargs["reuse_actors"] = True
             kwargs["resources_per_trial"] = {"cpu": self.config.cpus_per_candidate,
                                              "gpu": self.config.gpus_per_candidate}
@@ -339,12 +337,11 @@ class CheckpointSearch:
     def enroll(self, name: str, run_id: str, hyperparameters: Mapping[str, Any]) -> None:
         """Keep what a trial is under the scheduler's ``name`` for it (called by the pruner or the Ray scheduler)."""
         if name not in self.trials:
-            params = dict(hyperparameters)
-            self.trials[name] = TrialRecord(run_id, params, params.get(CHECKPOINT))
+            self.trials[name] = TrialRecord(run_id, dict(hyperparameters))
 
     def checkpoint_of_trial(self, name: str) -> str | None:
         record = self.trials.get(name)
-        return None if record is None else record.checkpoint
+        return None if record is None else record.hyperparameters.get(CHECKPOINT)
 
     def best_run(self):
         """The best trial that trained to the end of the budget, as a `transformers.trainer_utils.BestRun`: the
