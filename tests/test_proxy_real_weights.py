@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_imagenet_efficientnet_lite0_beats_random_weights_on_digits():
     digits = digits_dataset()
-    scorer = LEEPScorer(progress=False, use_cache=False, max_samples=200, batch_size=50)
+    scorer = LEEPScorer(progress=False, use_cache=False, max_samples=100, batch_size=50)
     real = scorer.score(efficientnet_lite(0), digits)
     torch.manual_seed(0)
     random = scorer.score(efficientnet_lite(0, pretrained=False), digits)

@@ -18,12 +18,25 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def build_argv(out: Path, model: str, *extra: str) -> list[str]:
+    return ["build-matrix", "--models", model, "--benchmarks", "rotten_tomatoes_snippets", "--out", str(out),
+            "--subset", "64", "--eval-subset", "32", "--epochs", "1", "--cpu", "--json", *extra]
+
+
 def build(out: Path, model: str, *extra: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "hf_twophase", "build-matrix", "--models", model, "--benchmarks",
-            "rotten_tomatoes_snippets", "--out", str(out), "--subset", "64", "--eval-subset", "32", "--epochs", "1",
-            "--cpu", "--json", *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    """`hf-twophase build-matrix` in a fresh process, as a user starts it."""
+    return subprocess.run([sys.executable, "-m", "hf_twophase", *build_argv(out, model, *extra)], capture_output=True,
+                          text=True, timeout=240, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def refused_here(capsys, out: Path, model: str, *extra: str) -> tuple[int, str, str]:
+    """The same command in this process, for runs that must stop before any training (no interpreter start)."""
+    from hf_twophase.cli import main
+
+    capsys.readouterr()
+    code = main(build_argv(out, model, *extra))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def records(out: Path) -> pd.DataFrame:
@@ -62,14 +75,14 @@ def test_two_fresh_processes_with_one_seed_build_identical_records(tmp_path, new
     assert cell["config"]["seed"] == 0 and cell["config"]["epochs"] == 1.0  # each cell records its recipe
 
 
-def test_rerun_with_other_settings_refuses_or_overwrites(tmp_path, new_head_model, first_build):
+def test_rerun_with_other_settings_refuses_or_overwrites(tmp_path, new_head_model, first_build, capsys):
     out = fresh_copy(first_build, tmp_path)
     cell = next((out / "cells").glob("*.json"))
     before = cell.read_bytes()
-    refused = build(out, new_head_model, "--seed", "3", "--lr", "0.001")
-    assert refused.returncode == 2 and refused.stdout == ""
-    assert "other settings" in refused.stderr and "learning_rate" in refused.stderr and "seed" in refused.stderr
-    assert "Traceback" not in refused.stderr and cell.read_bytes() == before  # nothing was retrained
+    code, stdout, stderr = refused_here(capsys, out, new_head_model, "--seed", "3", "--lr", "0.001")
+    assert code == 2 and stdout == ""
+    assert "other settings" in stderr and "learning_rate" in stderr and "seed" in stderr
+    assert "Traceback" not in stderr and cell.read_bytes() == before  # nothing was retrained
     same = build(out, new_head_model)
     assert same.returncode == 0 and cell.read_bytes() == before  # same settings: the cell is reused
     again = build(out, new_head_model, "--seed", "3", "--overwrite")
@@ -77,10 +90,10 @@ def test_rerun_with_other_settings_refuses_or_overwrites(tmp_path, new_head_mode
     assert json.loads(cell.read_text())["config"]["seed"] == 3
 
 
-def test_a_damaged_cell_is_one_clear_error(tmp_path, new_head_model, first_build):
+def test_a_damaged_cell_is_one_clear_error(tmp_path, new_head_model, first_build, capsys):
     out = fresh_copy(first_build, tmp_path)
     cell = next((out / "cells").glob("*.json"))
     cell.write_text('{"model": "x", "status": "do')  # what a crash mid-write left before writes were atomic
-    broken = build(out, new_head_model)
-    assert broken.returncode == 2 and "damaged" in broken.stderr and str(cell) in broken.stderr
-    assert "Traceback" not in broken.stderr
+    code, _, stderr = refused_here(capsys, out, new_head_model)
+    assert code == 2 and "damaged" in stderr and str(cell) in stderr
+    assert "Traceback" not in stderr
