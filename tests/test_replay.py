@@ -104,3 +104,16 @@ def test_replay_cli_json(tmp_path, records, capsys):
 def test_every_dataset_is_a_target_by_default(records):
     runs = replay(PerformanceMatrix(records), "successive-halving", stage=2)
     assert sorted(r.target for r in runs) == sorted(pd.unique(records["dataset"]))
+
+
+def test_default_stage_is_the_main_jobs_quarter_of_the_budget():
+    records = synthetic_records(8, 3, n_families=2, steps=16, seed=5)
+    matrix = PerformanceMatrix(records)
+    default = replay(matrix, "successive-halving", targets=["bench-00"])[0]
+    quarter = replay(matrix, "successive-halving", targets=["bench-00"], stage=4)[0]
+    first = replay(matrix, "successive-halving", targets=["bench-00"], stage=1)[0]
+    assert default.to_dict() == quarter.to_dict()
+    assert default.steps_trained > first.steps_trained  # a first stage of 1 prunes much earlier
+    budgeted = replay(matrix, "successive-halving", targets=["bench-00"], budget=8)[0]
+    two = replay(matrix, "successive-halving", targets=["bench-00"], budget=8, stage=2)[0]
+    assert budgeted.to_dict() == two.to_dict()

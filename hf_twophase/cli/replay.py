@@ -16,7 +16,8 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", default=None, help="proxy-score file (needed by --policy two-phase)")
     p.add_argument("--targets", default=None, help="comma-separated target datasets (default: every dataset)")
     p.add_argument("--policy", choices=REPLAY_POLICY_NAMES, default="fine-selection")
-    p.add_argument("--stage", type=positive_int, default=1, help="steps in the first stage")
+    p.add_argument("--stage", type=positive_int, default=None,
+                   help="steps in the first stage (default: a quarter of each target's budget, as in the main job)")
     p.add_argument("--growth", type=growth_factor, default=None,
                    help="each stage this many times longer than the one before (default 1: fixed stages)")
     p.add_argument("--budget", type=positive_int, default=None,

@@ -16,7 +16,7 @@ import numpy as np
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.policies import Decision, SelectionPolicy, TwoPhase
 from hf_twophase.method.recall import RecallConfig
-from hf_twophase.method.registry import make_policy
+from hf_twophase.method.registry import default_stage, make_policy
 from hf_twophase.method.scheduler import StageScheduler, play
 from hf_twophase.method.trends import benchmark_curves
 from hf_twophase.records.curves import CurveCube
@@ -94,19 +94,22 @@ def replay_target(
 
 
 def policy_factory(
-    policy: str, *, stage: int = 1, growth: float | None = None, threshold: float | None = None,
-    variant: str = "calibrated",
+    policy: str, *, stage: int | None = None, budget: int | None = None, growth: float | None = None,
+    threshold: float | None = None, variant: str = "calibrated",
     recall: Callable[[CurveCube, str], Callable[[list[str]], tuple[list[str], float]]] | None = None,
 ) -> PolicyFactory:
     """Build the policy for one target with the shared factory: fine selection gets the candidates'
-    leave-one-out benchmark curves, two-phase also a `recall(cube, target)` that returns its phase-1 function."""
+    leave-one-out benchmark curves, two-phase also a `recall(cube, target)` that returns its phase-1 function.
+    Without a ``stage``, each target gets the main job's schedule: a quarter of its budget (``budget``, else the
+    target's longest curve) per first stage."""
     if policy == "two-phase" and recall is None:
         raise SelectionError("the two-phase policy needs proxy scores: pass --proxy FILE")
-    make_policy(policy, stage=stage, growth=growth, variant=variant, threshold=threshold,
+    make_policy(policy, stage=stage or 1, growth=growth, variant=variant, threshold=threshold,
                 recall=lambda candidates: (candidates, 0.0))  # an unknown name or variant fails now, not per target
 
     def make(cube: CurveCube, target: str) -> SelectionPolicy:
-        return make_policy(policy, stage=stage, growth=growth, variant=variant, threshold=threshold,
+        first = stage or default_stage(budget or max(cube.last_step(m, target) for m in cube.models_on(target)))
+        return make_policy(policy, stage=first, growth=growth, variant=variant, threshold=threshold,
                            curves=lambda m: benchmark_curves(cube, m, exclude=target),
                            recall=recall(cube, target) if recall is not None else None)
 
@@ -165,7 +168,7 @@ def replay(
     policy: str,
     *,
     targets: Sequence[str] | None = None,
-    stage: int = 1,
+    stage: int | None = None,
     growth: float | None = None,
     budget: int | None = None,
     threshold: float | None = None,
@@ -177,7 +180,7 @@ def replay(
     recall_config: RecallConfig | None = None,
 ) -> list[ReplayRun]:
     """Replay `policy` on every target (default: every dataset of the matrix, each in turn); the two-phase policy
-    recalls with ``recall_config`` (default: the robust prior)."""
+    recalls with ``recall_config`` (default: the robust prior). ``stage`` None: the main job's quarter stages."""
     cube = cube or CurveCube(matrix)
     targets = list(targets) if targets else list(cube.datasets)
     recall = None
@@ -185,5 +188,6 @@ def replay(
         def recall(cube: CurveCube, target: str) -> Callable[[list[str]], tuple[list[str], float]]:
             return recall_phase(matrix, cube, target, proxy_table, k=k, proxy_method=proxy_method,
                                 recall_config=recall_config)
-    make = policy_factory(policy, stage=stage, growth=growth, threshold=threshold, variant=variant, recall=recall)
+    make = policy_factory(policy, stage=stage, budget=budget, growth=growth, threshold=threshold, variant=variant,
+                          recall=recall)
     return [replay_target(cube, target, make, budget=budget) for target in targets]
