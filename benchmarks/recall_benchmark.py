@@ -24,37 +24,44 @@ from hf_twophase.method.recall import RecallConfig, normaliser_for
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 SHORTLISTS = ("prior", "representatives")
+TEMPERATURES = (0.05, 0.1, 0.25, 0.5)  # target-aware benchmark weights: from near argmax to near the plain mean
 
 
 def settings() -> list[RecallConfig]:
     grid = [RecallConfig(variant="robust", proxy_weight=w, shortlist=s) for w in WEIGHTS for s in SHORTLISTS
             if not (w == 0.0 and s == "representatives")]  # no proxy: the shortlist rule does not matter
-    return [*grid, RecallConfig(variant="paper")]
+    aware = [RecallConfig(variant="robust", proxy_weight=w, shortlist=s, target_temperature=t)
+             for t in TEMPERATURES for s in SHORTLISTS for w in (0.0, 0.5)]
+    return [*grid, *aware, RecallConfig(variant="paper")]
 
 
 def label(config: RecallConfig) -> str:
     if config.variant == "paper":
         return "paper (Eq. 2-4)"
-    if config.proxy_weight == 0:
+    aware = "" if config.target_temperature is None else f"target-aware T={config.target_temperature:g}, "
+    if config.proxy_weight == 0 and not aware:
         return "robust prior only"
-    return f"robust, weight {config.proxy_weight:g}, shortlist {config.shortlist}"
+    return f"robust, {aware}weight {config.proxy_weight:g}, shortlist {config.shortlist}"
 
 
-def make_evaluate(matrix: PerformanceMatrix, proxy_table, k: int):
+def make_evaluate(matrix: PerformanceMatrix, proxy_table, k: int, *, keep_target: bool = False):
+    """``keep_target``: the target's own column stays among the benchmarks (the sanity check: a user whose data is
+    one of the benchmarks)."""
     final = matrix.final_scores()
 
     def evaluate(config: RecallConfig, target: str) -> dict:
         truth = final[target].dropna().to_dict()
         scores, method = proxy_lookup(proxy_table, target)
-        phase1 = Phase1.from_matrix(matrix, target=target, candidates=[m for m in truth if m in scores],
-                                    recall=config)
+        phase1 = Phase1.from_matrix(matrix, target=None if keep_target else target,
+                                    candidates=[m for m in truth if m in scores], recall=config)
         models = phase1.clustering.models
         needed = phase1.to_score(k)
         result = phase1.recall({m: scores[m] for m in needed}, k=k, normaliser=normaliser_for("auto", method))
         best = max(truth[m] for m in models)
         top = result.recalled[:k]
+        leaders = sorted(models, key=lambda m: -truth[m])[:k]
         return {"hit": any(truth[m] == best for m in top), "regret": 100 * (best - max(truth[m] for m in top)),
-                "scored": len(needed), "models": len(models)}
+                "scored": len(needed), "models": len(models), "leaders": len(set(leaders) & set(top))}
 
     return evaluate
 
@@ -109,6 +116,16 @@ def main() -> None:
         lines.append(f"| {label(config)} | {sum(o['hit'] for o in outcomes)}/{len(outcomes)} | "
                      f"{statistics.mean(o['regret'] for o in outcomes):.2f} | "
                      f"{100 * statistics.mean(o['scored'] / o['models'] for o in outcomes):.1f}% |")
+    lines += ["", f"Sanity, in-sample: the target's own column kept among the benchmarks (a user whose data is one of "
+              f"them); of the target's {args.k} best models, how many are recalled (mean over targets):", "",
+              f"| setting | best in top {args.k} | mean regret (pt) | target's top {args.k} recalled |",
+              "|---|---|---|---|"]
+    sanity = make_evaluate(matrix, proxy_table, args.k, keep_target=True)
+    for config in grid:
+        outcomes = [sanity(config, t) for t in targets]
+        lines.append(f"| {label(config)} | {sum(o['hit'] for o in outcomes)}/{len(outcomes)} | "
+                     f"{statistics.mean(o['regret'] for o in outcomes):.2f} | "
+                     f"{statistics.mean(o['leaders'] for o in outcomes):.1f} |")
     lines.append(f"\n({time.perf_counter() - start:.1f} s)")
     emit("\n".join(lines), args.out, args.json,
          {"folds": [f.held_out for f in results], "seed": args.seed,

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.clustering import cluster_models
-from hf_twophase.method.prior import collapsed_cells, robust_prior, standardised_scores
+from hf_twophase.method.phase1 import Phase1
+from hf_twophase.method.prior import (
+    agreement_weights,
+    benchmark_agreement,
+    collapsed_cells,
+    robust_prior,
+    standardised_scores,
+    weighted_prior,
+)
 from hf_twophase.method.recall import RecallConfig, proxy_budget, robust_recall, robust_shortlist
+from hf_twophase.records.matrix import PerformanceMatrix
 
 NAN = np.nan
 
@@ -93,7 +103,63 @@ def test_cold_only_repository_ranks_by_proxy():
 
 
 @pytest.mark.parametrize("bad", [dict(variant="mine"), dict(shortlist="random"), dict(proxy_fraction=0.0),
-                                 dict(proxy_fraction=1.5), dict(proxy_weight=-1.0), dict(proxy_weight=float("nan"))])
+                                 dict(proxy_fraction=1.5), dict(proxy_weight=-1.0), dict(proxy_weight=float("nan")),
+                                 dict(target_temperature=0.0), dict(target_temperature=-0.5),
+                                 dict(target_temperature=float("nan")), dict(target_temperature=float("inf"))])
 def test_recall_config_refuses_bad_values(bad):
     with pytest.raises(SelectionError):
         RecallConfig(**bad)
+
+
+def test_equal_benchmark_weights_give_the_robust_prior():
+    scores = _repository(2)
+    scores[3, 1] = NAN
+    scores[5, 2] = 0.1  # a collapsed fine-tune, masked in both
+    assert np.allclose(weighted_prior(scores, np.full(5, 0.2)), robust_prior(scores))
+    assert np.allclose(agreement_weights(np.zeros(5), 0.1), 0.2)
+    weights = agreement_weights(np.array([0.9, 0.1, -0.5]), 0.1)
+    assert weights.sum() == pytest.approx(1.0) and weights[0] > 0.99
+
+
+def test_agreement_reads_only_the_probes_and_needs_three_of_them():
+    scores = _repository(3)
+    probes = np.array([0, 4, 7, 9])
+    proxy = scores[probes, 2] * 10 - 3  # the target ranks the probes as benchmark 2 does
+    agreement = benchmark_agreement(scores, probes, proxy)
+    assert agreement[2] == pytest.approx(1.0) and np.all(agreement[[0, 1, 3, 4]] < 1.0)
+    assert not benchmark_agreement(scores, probes[:2], proxy[:2]).any()  # two points rank nothing
+
+
+def _specialist_repository(seed: int = 0) -> tuple[PerformanceMatrix, list[str]]:
+    """Twenty general models, plus two fine-tuned on benchmark 'own': best there, below the bulk elsewhere."""
+    rng = np.random.default_rng(seed)
+    general = 0.75 + 0.02 * rng.standard_normal(20)
+    rows = []
+    for name in ["own", "x1", "x2", "x3", "x4"]:
+        for i, base in enumerate(general):
+            rows.append((f"general-{i:02d}", name, base + 0.01 * rng.standard_normal()))
+        for s in range(2):
+            rows.append((f"specialist-{s}", name, (0.95 if name == "own" else 0.70) + 0.005 * s))
+    records = [{"model": m, "dataset": d, "step": 1, "val": v, "test": v, "cost": 1.0} for m, d, v in rows]
+    return PerformanceMatrix(pd.DataFrame(records)), ["specialist-0", "specialist-1"]
+
+
+def test_target_aware_recall_finds_a_benchmarks_own_fine_tunes():
+    """A user whose data is one of the benchmarks: the proxy on it ranks models as that benchmark does, so that
+    benchmark's weight dominates and the models fine-tuned on it are recalled; the plain prior misses them."""
+    matrix, specialists = _specialist_repository()
+    final = matrix.final_scores()
+    proxy = {m: float(final.loc[m, "own"]) for m in final.index}  # a proxy that reads the target well
+
+    def recall(config: RecallConfig) -> list[str]:
+        phase1 = Phase1.from_matrix(matrix, recall=config)
+        needed = phase1.to_score(4)
+        return phase1.recall({m: proxy[m] for m in needed}, k=4).recalled
+
+    assert not set(specialists) & set(recall(RecallConfig(proxy_fraction=0.2)))
+    aware = RecallConfig(proxy_fraction=0.2, target_temperature=0.1, shortlist="representatives")
+    phase1 = Phase1.from_matrix(matrix, recall=aware)
+    assert len(phase1.to_score(4)) <= 4  # the proxy budget: 20% of 22 models
+    assert set(specialists) <= set(recall(aware))
+    result = phase1.recall({m: proxy[m] for m in phase1.to_score(4)}, k=4)
+    assert max(result.benchmark_weights, key=result.benchmark_weights.get) == "own"

@@ -101,6 +101,9 @@ def test_recall_cli_leave_one_out(tmp_path, capsys):
     assert _run_json(capsys, argv) == first  # ...and nothing about the recall does
     robust = _run_json(capsys, argv[:-2])
     assert robust["scored"] == [] and len(robust["recalled"]) == 3  # the default: the robust prior alone
+    aware = _run_json(capsys, [*argv[:-2], "--target-temperature", "0.25"])
+    assert aware["scored"] and "benchmark_weights" not in robust
+    assert sum(aware.get("benchmark_weights", {"_": 1.0}).values()) == pytest.approx(1.0)
 
 
 def test_cluster_cli(tmp_path, capsys):

@@ -72,6 +72,9 @@ def _add_recall(sub) -> None:
                    help="robust prior (re-ranked by the proxy with --proxy-weight > 0), or the paper's Eq. 2-4")
     p.add_argument("--proxy-weight", type=non_negative_float, default=None,
                    help="robust: weight of the standardised proxy (default: the library's, 0 = prior only)")
+    p.add_argument("--target-temperature", type=positive_float, default=None,
+                   help="robust: weight the benchmarks by how their scores of the proxy-scored shortlist agree with "
+                        "the proxy on the target (softmax at this temperature; default: every benchmark alike)")
     _add_cluster_options(p)
     p.set_defaults(func=_cmd_recall)
 
@@ -84,7 +87,8 @@ def _cmd_recall(args: argparse.Namespace) -> dict:
     matrix = PerformanceMatrix.read(args.records)
     weight = {} if args.proxy_weight is None else {"proxy_weight": args.proxy_weight}
     phase1 = Phase1.from_matrix(matrix, target=args.target, config=_cluster_config(args),
-                                recall=RecallConfig(variant=args.variant, **weight))
+                                recall=RecallConfig(variant=args.variant, target_temperature=args.target_temperature,
+                                                    **weight))
     needed = phase1.to_score(args.k)
     proxy: dict[str, float] = {}
     method = args.proxy_method
@@ -97,6 +101,8 @@ def _cmd_recall(args: argparse.Namespace) -> dict:
         proxy = {m: available[m] for m in needed if m in available}
     result = phase1.recall(proxy, k=args.k, normaliser=normaliser_for(args.normaliser, method))
     out = {"target": args.target, **result.to_dict()}
+    if result.benchmark_weights:
+        out["benchmark_weights"] = result.benchmark_weights
     if not args.json:
         total = len(phase1.clustering.models)
         print(f"target {args.target}: {result.note}; recalled {len(result.recalled)} of {total}")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from hf_twophase.errors import SelectionError
 from hf_twophase.method.clustering import Clustering, ClusteringConfig, cluster_models
-from hf_twophase.method.prior import robust_prior
+from hf_twophase.method.prior import agreement_weights, benchmark_agreement, robust_prior, weighted_prior
 from hf_twophase.method.recall import (
     Normaliser,
     RecallConfig,
@@ -90,8 +90,27 @@ class Phase1:
             proxy = {m: float(proxy(m)) for m in needed}
         if self.recall_config.variant == "paper":
             return coarse_recall(self.clustering, self.scores, proxy, k=k, normaliser=normaliser or minmax_normaliser)
-        return robust_recall(self.clustering.models, self.prior, {m: proxy[m] for m in needed if m in proxy}, k,
-                             self.recall_config, cold_proxy=cold_proxy)
+        scored = {m: proxy[m] for m in needed if m in proxy}
+        weights = self.benchmark_weights(scored)
+        prior = self.prior if weights is None else weighted_prior(self.scores, weights)
+        result = robust_recall(self.clustering.models, prior, scored, k, self.recall_config, cold_proxy=cold_proxy)
+        if weights is not None:
+            result.benchmark_weights = dict(zip(self.benchmarks, weights.tolist(), strict=True))
+            result.note += "; benchmarks weighted by their agreement with the proxy on the target"
+        return result
+
+    def benchmark_weights(self, proxy: Mapping[str, float]) -> np.ndarray | None:
+        """Target-aware recall: each benchmark's weight from how its scores of the proxy-scored models agree with
+        their proxy scores on the target. None when the setting is off or fewer than three models were scored (an
+        agreement needs a ranking)."""
+        temperature = self.recall_config.target_temperature
+        index = {m: i for i, m in enumerate(self.clustering.models)}
+        probes = [m for m in proxy if m in index and np.isfinite(proxy[m])]
+        if temperature is None or len(probes) < 3:
+            return None
+        agreement = benchmark_agreement(self.scores, np.array([index[m] for m in probes]),
+                                        np.array([proxy[m] for m in probes]))
+        return agreement_weights(agreement, temperature)
 
 
 def proxy_lookup(table: pd.DataFrame, target: str, method: str | None = None) -> tuple[dict[str, float], str]:

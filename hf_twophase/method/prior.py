@@ -84,3 +84,49 @@ def zscore(values: np.ndarray) -> np.ndarray:
         return values
     std = float(np.std(values))
     return np.zeros_like(values) if std <= _TINY else (values - float(np.mean(values))) / std
+
+
+def benchmark_agreement(scores: np.ndarray, probes: np.ndarray, probe_proxy: np.ndarray,
+                        fence: float = COLLAPSE_Z) -> np.ndarray:
+    """How well each benchmark's column ranks the probed models as the target's proxy scores do: Spearman's rho over
+    the probes it scored (0 where fewer than three did, or either side is constant). The probes are rows of
+    ``scores``; ``probe_proxy`` their proxy scores on the target."""
+    from scipy.stats import spearmanr
+
+    z = standardised_scores(scores, fence)
+    probes = np.asarray(probes, dtype=int)
+    proxy = np.asarray(probe_proxy, dtype=float)
+    agreement = np.zeros(z.shape[1])
+    for j in range(z.shape[1]):
+        column = z[probes, j]
+        seen = np.isfinite(column) & np.isfinite(proxy)
+        if seen.sum() < 3 or np.ptp(column[seen]) <= _TINY or np.ptp(proxy[seen]) <= _TINY:
+            continue
+        agreement[j] = float(spearmanr(column[seen], proxy[seen])[0])
+    return agreement
+
+
+def agreement_weights(agreement: np.ndarray, temperature: float) -> np.ndarray:
+    """Benchmark weights summing to one: a softmax of the agreements at ``temperature``. A low temperature trusts the
+    best-agreeing benchmarks; a high one tends to the plain average."""
+    agreement = np.asarray(agreement, dtype=float)
+    if agreement.size == 0:
+        return agreement
+    logits = (agreement - agreement.max()) / temperature
+    weights = np.exp(logits)
+    return weights / weights.sum()
+
+
+def weighted_prior(scores: np.ndarray, weights: np.ndarray, fence: float = COLLAPSE_Z) -> np.ndarray:
+    """The robust prior with each benchmark weighted: the weighted mean of a model's standardised, unmasked cells
+    (weights renormalised over the cells it has). Equal weights give ``robust_prior``."""
+    z = standardised_scores(scores, fence)
+    weights = np.asarray(weights, dtype=float)
+    present = np.isfinite(z)
+    mass = present @ weights if z.ndim == 2 else np.zeros(len(z))
+    prior = np.full(len(z), np.nan)
+    has = mass > _TINY
+    prior[has] = np.where(present, z, 0.0)[has] @ weights / mass[has]
+    floor = (float(np.min(prior[has])) if has.any() else 0.0) - 1.0
+    prior[~has] = floor
+    return prior

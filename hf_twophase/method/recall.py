@@ -86,6 +86,12 @@ class RecallConfig:
     shortlist: str = field(
         default="prior", metadata={"help": "robust: which models are proxy-scored: 'prior' (the best priors) or "
                                            "'representatives' (cluster representatives first, then the best priors)."})
+    target_temperature: float | None = field(
+        default=None, metadata={"help": "robust: weight the benchmarks by how much they resemble the target. The "
+                                        "shortlist is proxy-scored on the target, and each benchmark weighs "
+                                        "softmax(agreement / T), agreement being Spearman's rho between its scores "
+                                        "and the proxy's over the shortlist. None: every benchmark alike (chosen "
+                                        "on every fold, docs/benchmarks.md)."})
 
     def __post_init__(self) -> None:
         if self.variant not in RECALL_VARIANTS:
@@ -98,6 +104,15 @@ class RecallConfig:
             raise SelectionError(f"proxy_fraction must be in (0, 1], got {self.proxy_fraction}")
         if self.proxy_weight < 0 or not math.isfinite(self.proxy_weight):
             raise SelectionError(f"proxy_weight must be a finite number >= 0, got {self.proxy_weight}")
+        if self.target_temperature is not None and not (
+                math.isfinite(self.target_temperature) and self.target_temperature > 0):
+            raise SelectionError(f"target_temperature must be a finite number > 0 (or None), got "
+                                 f"{self.target_temperature}")
+
+    @property
+    def scores_shortlist(self) -> bool:
+        """Whether the robust variant proxy-scores its shortlist for the models in the matrix."""
+        return self.proxy_weight > 0 or self.target_temperature is not None
 
 
 def proxy_budget(n_models: int, fraction: float) -> int:
@@ -115,6 +130,7 @@ class RecallResult:
     proxy: dict[str, float] = field(default_factory=dict)
     note: str = ""
     prior: dict[str, float] = field(default_factory=dict)  # robust: each model's standardised prior
+    benchmark_weights: dict[str, float] = field(default_factory=dict)  # target-aware: each benchmark's weight
 
     def to_dict(self) -> dict:
         return {"recalled": self.recalled, "scored": self.scored}
@@ -211,7 +227,7 @@ def robust_shortlist(clustering: Clustering, prior: np.ndarray, k: int, config: 
     than K (all recalled) or the proxy weight is 0, unless cold models will be ranked (``calibrate``): their proxy
     scores are read against those of the shortlist."""
     models = clustering.models
-    if not calibrate and (len(models) <= k or config.proxy_weight == 0):
+    if not calibrate and (len(models) <= k or not config.scores_shortlist):
         return []
     budget = min(len(models), proxy_budget(len(models), config.proxy_fraction))
     order = [models[i] for i in sorted(range(len(models)), key=lambda i: (-prior[i], models[i]))]
