@@ -20,7 +20,8 @@ from report_io import emit
 
 from hf_twophase import PerformanceMatrix
 from hf_twophase.method.crossval import cross_validate, dataset_folds
-from hf_twophase.method.policies import CalibratedHalving, StageSchedule, SuccessiveHalving, make_fine_selection
+from hf_twophase.method.policies import CalibratedHalving, StageSchedule, SuccessiveHalving
+from hf_twophase.method.registry import make_fine_selection
 from hf_twophase.method.replay import replay_target
 from hf_twophase.method.trends import benchmark_curves
 from hf_twophase.records.curves import CurveCube

@@ -12,7 +12,7 @@ import argparse
 import time
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.method.policies import make_fine_selection
+from hf_twophase.method.registry import make_fine_selection
 from hf_twophase.method.replay import replay, replay_target, summarise
 from hf_twophase.method.trends import benchmark_curves
 from hf_twophase.records.curves import CurveCube

@@ -17,9 +17,9 @@ from hf_twophase.method.policies import (
     StageSchedule,
     SuccessiveHalving,
     TwoPhase,
-    make_fine_selection,
 )
 from hf_twophase.method.recall import RecallResult, coarse_recall
+from hf_twophase.method.registry import make_fine_selection
 from hf_twophase.method.scheduler import Answer, MemoryStorage, StageScheduler
 from hf_twophase.method.trends import BenchmarkCurves, GainTrendPredictor, PaperTrendPredictor
 from hf_twophase.records.matrix import PerformanceMatrix, read_proxy_scores

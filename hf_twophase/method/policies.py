@@ -16,7 +16,6 @@ import numpy as np
 
 from hf_twophase.method.trends import (
     BenchmarkCurves,
-    GainTrendPredictor,
     PaperTrendPredictor,
     Prediction,
     TrendPredictor,
@@ -77,11 +76,21 @@ class Shortlist:
     decisions: list[Decision] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What a policy that models whole curves sees beyond the stage's scores: the budget, and every (step, score)
+    each candidate has reported so far, in step order."""
+
+    budget: int
+    points: Mapping[str, Sequence[tuple[int, float]]]
+
+
 class SelectionPolicy:
     """Base policy: never prunes; subclasses decide which alive candidates stop after a stage."""
 
     name = "policy"
     note = ""  # why this policy runs instead of the one asked for, for the report
+    uses_progress = False  # True: `prune` takes a ``progress=`` keyword (a `Progress`)
 
     def __init__(self, schedule: StageSchedule | None = None):
         self.schedule = schedule or StageSchedule()
@@ -341,43 +350,12 @@ class TwoPhase(SelectionPolicy):
                     for c in candidates if c not in kept]
         return Shortlist([c for c in candidates if c in kept], cost=cost, decisions=left_out)
 
-    def prune(self, step, alive, vals, final=False):
-        return self.inner.prune(step, alive, vals, final=final)
+    @property
+    def uses_progress(self) -> bool:
+        return self.inner.uses_progress
+
+    def prune(self, step, alive, vals, final=False, **progress):
+        return self.inner.prune(step, alive, vals, final=final, **progress)
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "policy": self.name}
-
-
-def make_fine_selection(
-    curves: Mapping[str, BenchmarkCurves] | Callable[[str], BenchmarkCurves | None],
-    variant: str = "calibrated",
-    *,
-    threshold: float | None = None,
-    stage: int = 1,
-    growth: float | None = None,
-) -> FineSelection | CalibratedHalving:
-    """Named presets: "calibrated" is the default, "paper" is Algorithm 1 as published, "improved" trades speed for
-    regret.
-
-    "calibrated" (``CalibratedHalving``) halves by validation score and cuts deeper only where the benchmarks'
-    curves say the early ranking was already right; its constants (every benchmark, from 6% of training) were
-    chosen by 3-fold cross-validation over datasets, where it was no worse than successive halving at any stage
-    setting (docs/benchmarks.md).
-
-    "improved" predicts with the gain-based trend (median gain of the nearest benchmarks) and trend-prunes
-    only when the rival's pessimistic prediction beats the candidate's optimistic one, each bound two
-    leave-one-benchmark-out errors from the prediction, so a noisy trend cannot wipe out the field;
-    halving stays by val. The one irreversible cut, from two or more candidates to a single one,
-    waits while the runner-up's paper trend (Eq. 5-6) predicts it finishes above the leader. It spends more than
-    successive halving at the same stage setting for a lower regret.
-    """
-    schedule = StageSchedule(stage, 1.0 if growth is None else growth)
-    threshold = 0.0 if threshold is None else threshold
-    if variant == "calibrated":
-        return CalibratedHalving(curves, schedule=schedule)
-    if variant == "paper":
-        return FineSelection(curves, predictor=PaperTrendPredictor(), threshold=threshold, schedule=schedule)
-    if variant == "improved":
-        return FineSelection(curves, predictor=GainTrendPredictor(), threshold=threshold, schedule=schedule,
-                             bound="interval", runner_up_guard=PaperTrendPredictor())
-    raise ValueError(f"unknown fine-selection variant {variant!r}; expected 'calibrated', 'paper' or 'improved'")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hf_twophase.errors import SelectionError
-from hf_twophase.method.policies import Decision, SelectionPolicy, Shortlist
+from hf_twophase.method.policies import Decision, Progress, SelectionPolicy, Shortlist
 
 CONTINUE, WAIT, STOP = "continue", "wait", "stop"
 MODES = ("sync", "async")
@@ -303,6 +303,18 @@ class StageScheduler:
             taken.append(record)
         return taken
 
+    def _progress(self, step: int) -> dict:
+        """The ``progress`` keyword for a policy that models whole curves: every report up to ``step``."""
+        if not self.policy.uses_progress:
+            return {}
+        points: dict[str, list[tuple[int, float]]] = {}
+        for at, values in sorted(self.storage.reports().items()):
+            if at <= step:
+                for c, v in values.items():
+                    if _finite(v):
+                        points.setdefault(c, []).append((at, float(v)))
+        return {"progress": Progress(budget=self.budget, points=points)}
+
     def _judge(self, step: int, missing: Sequence[str]) -> dict:
         dropped = self.storage.dropped()
         vals = self.storage.reports().get(step, {})
@@ -318,7 +330,7 @@ class StageScheduler:
             return {"alive": [], "winner": None, "failed": True, "decisions": [d.to_dict() for d in new]}
         final = step >= self.budget
         current = {c: float(vals[c]) for c in alive}
-        pruned = self.policy.prune(step, list(alive), current, final=final)
+        pruned = self.policy.prune(step, list(alive), current, final=final, **self._progress(step))
         gone = {d.candidate for d in pruned}
         if gone >= set(alive):
             raise SelectionError(f"policy {self.policy.name} pruned every candidate at step {step}")
@@ -346,7 +358,8 @@ class StageScheduler:
         elif step >= self.budget:
             answer = Answer(CONTINUE, "trained to the budget")
         else:  # judged among those that have reached this stage so far
-            mine = next((d for d in self.policy.prune(step, sorted(at_step), at_step) if d.candidate == candidate),
+            mine = next((d for d in self.policy.prune(step, sorted(at_step), at_step, **self._progress(step))
+                         if d.candidate == candidate),
                         None)
             answer = Answer(CONTINUE, "continues") if mine is None else Answer(STOP, mine.reason, mine)
         record = {"action": answer.action, "reason": answer.reason,
