@@ -30,7 +30,8 @@ from hf_twophase.method.recall import (
     rank_cold,
 )
 from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
-from hf_twophase.proxy.scorer import LEEPScorer, LogMEScorer, ProxyConfig, ProxyResult
+from hf_twophase.proxy.scorer import ProxyConfig, ProxyResult, make_scorer
+from hf_twophase.proxy_names import PROXY_METHODS
 from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.tasks import check_task
 from hf_twophase.trainer.config import SelectionConfig
@@ -53,7 +54,8 @@ class SelectorConfig:
     )
     recall: RecallConfig = field(default_factory=RecallConfig,
                                  metadata={"help": "How phase 1 ranks the matrix's models (robust prior or paper)."})
-    proxy: str = field(default="leep", metadata={"help": "Proxy score of phase 1: 'leep' or 'logme'."})
+    proxy: str = field(default="leep", metadata={"help": "Proxy score of phase 1: 'leep', or one on pooled features: "
+                                                         "'logme', 'knn' (k-NN accuracy), 'hscore' or 'gbc'."})
     normaliser: str = field(
         default="auto", metadata={"help": "Proxy normaliser of Eq. 3-4: auto (exp for LEEP), exp, minmax, rank."}
     )
@@ -202,8 +204,8 @@ class RepoSelector:
         self.matrix = matrix
         self.entries = list(entries)
         self.config = dataclasses.replace(config or SelectorConfig(), **overrides)
-        if self.config.proxy not in ("leep", "logme"):
-            raise SelectionError(f"unknown proxy {self.config.proxy!r}; expected 'leep' or 'logme'")
+        if self.config.proxy not in PROXY_METHODS:
+            raise SelectionError(f"unknown proxy {self.config.proxy!r}; expected one of {', '.join(PROXY_METHODS)}")
         if not self.warm and (self.config.cold_budget <= 0 or not self.cold):
             listed = [e.model for e in self.entries if e.status != "skipped"]
             raise SelectionError(
@@ -326,9 +328,9 @@ class RepoSelector:
 
     # ---------------------------------------------------------------- phase 1
     def _scorer(self):
-        cls = LEEPScorer if self.config.proxy == "leep" else LogMEScorer
-        return cls(dataclasses.replace(self.config.proxy_config, trust_remote_code=self.config.trust_remote_code,
-                                       allow_pickle=self.config.allow_pickle))
+        return make_scorer(self.config.proxy, dataclasses.replace(
+            self.config.proxy_config, trust_remote_code=self.config.trust_remote_code,
+            allow_pickle=self.config.allow_pickle))
 
     def recall(self, dataset, k: int | None = None, *, scorer=None, columns: Columns | None = None,
                **column_names: str | None) -> RecallOutcome:

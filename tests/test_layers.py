@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hf_twophase"
 
 # lowest first; a module may import its own layer or a lower one, never a higher one
 LAYERS = [
-    {"errors", "atomic", "paths", "version", "cache", "tasks"},
+    {"errors", "atomic", "paths", "version", "cache", "tasks", "proxy_names"},
     {"records"},
     {"method"},
     {"hub", "inputs"},

@@ -84,3 +84,38 @@ def test_logme_is_the_maximised_evidence(shape):
         assert direct <= score + 1e-9
     if shape[0] > shape[1]:  # with enough samples, informative features beat random ones
         assert score > logme(rng.normal(size=shape), labels)
+
+
+def _clusters(separation: float, seed: int = 0, n: int = 240, classes: int = 4, dims: int = 24):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n // classes)
+    centres = rng.normal(size=(classes, dims)) * separation
+    return centres[labels] + rng.normal(size=(n, dims)), labels
+
+
+@pytest.mark.parametrize("name", ["logme", "knn", "hscore", "gbc"])
+def test_feature_scores_rank_separable_classes_above_overlapping_ones(name):
+    from hf_twophase.proxy import FEATURE_SCORES
+
+    score = FEATURE_SCORES[name]
+    ranked = [score(*_clusters(s)) for s in (0.0, 0.5, 3.0)]
+    assert ranked[0] < ranked[1] < ranked[2]
+
+
+def test_feature_scores_by_hand_and_on_bad_input():
+    from hf_twophase.proxy import FEATURE_SCORES, gbc, h_score, knn_accuracy
+    from hf_twophase.proxy_names import PROXY_METHODS
+
+    assert PROXY_METHODS == ("leep", *FEATURE_SCORES)  # one list of names, and the command line's is light
+    features, labels = _clusters(3.0)
+    assert knn_accuracy(features, labels) == 1.0
+    assert knn_accuracy(features * 7.0, labels) == 1.0  # cosine neighbours: the scale does not matter
+    assert gbc(features, labels) <= 0.0 and gbc(*_clusters(0.0)) < gbc(features, labels)
+    assert h_score(features, labels) == pytest.approx(h_score(features + 5.0, labels))  # centring
+    for bad in [(features, labels[:-1]), (features, np.zeros(len(labels))), (np.full_like(features, np.nan), labels),
+                (features[0], labels[:1])]:
+        for name, score in FEATURE_SCORES.items():
+            if name == "logme" and len(np.unique(bad[1])) == 1 and len(bad[1]) == len(bad[0]):
+                continue  # LogME is an evidence per class, defined for one class too
+            with pytest.raises(ValueError):
+                score(*bad)

@@ -9,7 +9,15 @@ import torch
 import transformers as tf
 
 from hf_twophase.inputs.packaged import minilm_path
-from hf_twophase.proxy import DatasetError, LEEPScorer, LogMEScorer, ModelLoadError, detect_columns, stratified_indices
+from hf_twophase.proxy import (
+    DatasetError,
+    LEEPScorer,
+    LogMEScorer,
+    ModelLoadError,
+    detect_columns,
+    make_scorer,
+    stratified_indices,
+)
 
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
@@ -120,6 +128,11 @@ def test_image_classifier_with_its_processor(tmp_path, image_ds):
     assert result.path == "classifier-head" and result.n_source_labels == 7 and result.n_samples == 40
     logme_result = LogMEScorer(progress=False, use_cache=False).score(path, image_ds)
     assert logme_result.path == "features"
+    for method in ("knn", "hscore", "gbc"):  # the other feature scores share LogME's pass over the features
+        other = make_scorer(method, progress=False, use_cache=False).score(path, image_ds)
+        assert other.method == method and other.path == "features" and np.isfinite(other.score)
+    with pytest.raises(ValueError, match="expected one of leep, logme, knn, hscore, gbc"):
+        make_scorer("ncti")
 
 
 def test_timm_model_with_its_own_transforms(tmp_path, image_ds):

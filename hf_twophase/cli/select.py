@@ -36,6 +36,7 @@ from hf_twophase.cli.arguments import (
 from hf_twophase.errors import HFTwoPhaseError, SelectionError
 from hf_twophase.method.recall import DEFAULT_COLD_BUDGET
 from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
+from hf_twophase.proxy_names import PROXY_METHODS
 
 if TYPE_CHECKING:  # pragma: no cover
     from hf_twophase.inputs.columns import Columns
@@ -88,7 +89,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=positive_float, default=None)
     p.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training examples")
     p.add_argument("--max-eval", type=positive_int, default=None, help="use at most this many validation examples")
-    p.add_argument("--proxy-samples", type=positive_int, default=500, help="examples the proxy score (LEEP) looks at")
+    p.add_argument("--proxy", default="leep", choices=PROXY_METHODS,
+                   help="phase 1's proxy score: LEEP on the checkpoint's head, or a score of its pooled features "
+                        "(docs/method.md#proxy-scores)")
+    p.add_argument("--proxy-samples", type=positive_int, default=500, help="examples the proxy score looks at")
     p.add_argument("--cold-budget", type=non_negative_int, default=DEFAULT_COLD_BUDGET,
                    help="proxy-score up to N listed models the matrix does not know, the most downloaded first")
     p.add_argument("--label-column", default=None)
@@ -297,7 +301,8 @@ def make_selector(args: argparse.Namespace, plan: Plan, state):
     from hf_twophase.proxy.scorer import ProxyConfig
     from hf_twophase.selector import RepoSelector, SelectorConfig
 
-    config = SelectorConfig(k=plan.k, cold_budget=args.cold_budget, policy=args.policy, growth=args.growth,
+    config = SelectorConfig(k=plan.k, cold_budget=args.cold_budget, proxy=args.proxy, policy=args.policy,
+                            growth=args.growth,
                             variant=args.variant, threshold=args.threshold, stage_steps=plan.stage_steps,
                             proxy_config=ProxyConfig(max_samples=args.proxy_samples, progress=state.is_main_process))
     repo = None

@@ -21,6 +21,8 @@ def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 100, tol:
     n, dim = f.shape
     if n < 2:
         raise ValueError("LogME needs at least 2 samples")
+    if not np.isfinite(f).all():
+        raise ValueError("the features hold non-finite values")
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     sigma = s * s
     rank = len(s)

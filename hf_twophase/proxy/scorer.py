@@ -26,8 +26,8 @@ import torch
 from hf_twophase.atomic import StateFileError, check_fields, read_state, write_json_atomic
 from hf_twophase.cache import cache_root
 from hf_twophase.inputs.columns import Columns, detect_columns, stratified_indices
+from hf_twophase.proxy.feature_scores import FEATURE_SCORES
 from hf_twophase.proxy.leep import LEEPAccumulator
-from hf_twophase.proxy.logme import logme
 from hf_twophase.proxy.models import (
     LoadedModel,
     ModelLoadError,
@@ -39,6 +39,7 @@ from hf_twophase.proxy.models import (
     prepare_on_device,
 )
 from hf_twophase.proxy.models import n_source_labels as count_source_labels
+from hf_twophase.proxy_names import PROXY_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -288,10 +289,10 @@ class _ProxyScorer:
                 labels.append(y)
         return torch.cat(feats).numpy(), torch.cat(labels).numpy()
 
-    def _logme_result(self, loaded, dataset, columns, index) -> ProxyResult:
+    def _feature_result(self, loaded, dataset, columns, index, method: str = "logme") -> ProxyResult:
         features, labels = self._features(loaded, dataset, columns, index)
-        return ProxyResult(model=loaded.name, method="logme", score=logme(features, labels), normalized=None,
-                           n_samples=len(labels), path="features", n_source_labels=None,
+        return ProxyResult(model=loaded.name, method=method, score=FEATURE_SCORES[method](features, labels),
+                           normalized=None, n_samples=len(labels), path="features", n_source_labels=None,
                            source_labels=f"none (pooled features, D={features.shape[1]})", seconds=0.0)
 
     def _key_parts(self, model_key: str, dataset, columns: Columns) -> dict:
@@ -342,7 +343,7 @@ class LEEPScorer(_ProxyScorer):
             if not self.config.fallback:
                 raise ModelLoadError(f"model '{loaded.name}' has no classification or pre-training head, so LEEP "
                                      "is undefined; use LogMEScorer or fallback=True")
-            return self._logme_result(loaded, dataset, columns, index)
+            return self._feature_result(loaded, dataset, columns, index)
         n_z = count_source_labels(loaded)
         loader, device = self._batches(loaded, dataset, columns, index)
         acc = LEEPAccumulator(columns.n_classes, n_z, device=device)  # bookkeeping stays on the accelerator
@@ -368,10 +369,31 @@ class LEEPScorer(_ProxyScorer):
                            source_labels=f"{n_z} {what}", seconds=0.0)
 
 
-class LogMEScorer(_ProxyScorer):
-    """LogME on pooled penultimate features: needs no head, so it scores every kind of checkpoint."""
+class FeatureScorer(_ProxyScorer):
+    """A score of pooled penultimate features on the target's labels (``method``: one of ``FEATURE_SCORES``):
+    needs no head, so it scores every kind of checkpoint."""
 
-    method = "logme"
+    def __init__(self, method: str = "logme", config: ProxyConfig | None = None, **overrides):
+        if method not in FEATURE_SCORES:
+            raise ValueError(f"unknown feature score {method!r}; expected one of {', '.join(FEATURE_SCORES)}")
+        super().__init__(config, **overrides)
+        self.method = method
 
     def _run(self, loaded, dataset, columns, index):
-        return self._logme_result(loaded, dataset, columns, index)
+        return self._feature_result(loaded, dataset, columns, index, self.method)
+
+
+class LogMEScorer(FeatureScorer):
+    """LogME on pooled penultimate features."""
+
+    def __init__(self, config: ProxyConfig | None = None, **overrides):
+        super().__init__("logme", config, **overrides)
+
+
+def make_scorer(method: str, config: ProxyConfig | None = None, **overrides) -> _ProxyScorer:
+    """The scorer of one of ``PROXY_METHODS``."""
+    if method == "leep":
+        return LEEPScorer(config, **overrides)
+    if method in FEATURE_SCORES:
+        return FeatureScorer(method, config, **overrides)
+    raise ValueError(f"unknown proxy {method!r}; expected one of {', '.join(PROXY_METHODS)}")
