@@ -1,9 +1,11 @@
 """Phase 2 on predicted final scores: fit learning-curve families to what a candidate has shown so far, combine them
 with its curves on the benchmarks, and prune whoever cannot catch up.
 
-Why: halving ranks by the current validation score, and on real curves the eventual winner often sits in the lower
-half early on (a slow starter). A prediction of the final score can keep such a candidate, and where the predictions
-are well apart it can cut deeper than half. Two sources, each with its own error:
+Why: halving keeps half at every cut however clear the race already is, and its cut to a single candidate is
+final however close the two finalists are. Where predicted final scores are well apart it can cut deeper; where the
+finalists' predictions overlap, the last cut can wait. (Ranking by the predictions themselves, to keep slow starters,
+lost more on recorded curves than ranking by the current score, so halving's order stays.) Two sources, each with
+its own error:
 
 - the candidate's own points on the target: an ensemble of parametric curve families (a saturating power law, an
   exponential approach, a log-linear trend) fitted with scipy and extrapolated to the budget; the spread of the
