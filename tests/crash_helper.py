@@ -104,26 +104,56 @@ def _summary(out: Path) -> dict:
                            for c in report["candidates"]]}
 
 
-def main(models_dir: Path, work: Path) -> dict:
+def _point(models_dir: Path, work: Path, point: str) -> dict:
+    """Crash one fresh selection at ``point``, resume it (twice where that is tested) and summarise the outcome."""
+    out = work / point.replace(":", "-")
+
+    def crash():
+        _crash_at(point)
+        selection(models_dir, out).run()
+
+    crashed = _in_child(crash)
+    resumed = [_in_child(lambda: selection(models_dir, out).run(resume=True))]
+    if point in ("step:5", "decision:1"):  # resuming twice is safe
+        resumed.append(_in_child(lambda: selection(models_dir, out).run(resume=True)))
+    got = _summary(out) if (out / "report.json").is_file() else None
+    return {"crashed": crashed, "resumed": resumed, "got": got}
+
+
+def main(models_dir: Path, work: Path, side_by_side: int = 2) -> dict:
+    """Every crash point in its own folder, ``side_by_side`` points at a time (one per core: each point's runs are
+    sequential, so the points are independent)."""
+    import torch
+
+    torch.set_num_threads(1)  # the children inherit it: two points on two cores do not fight over threads
     points = [f"step:{n}" for n in range(1, STEP_BOUNDARIES + 1)]
     points += [f"decision:{n}" for n in range(1, DECISIONS + 1)] + ["save"]
     straight = work / "straight"
     assert _in_child(lambda: selection(models_dir, straight).run()) == 0
     expected = _summary(straight)
+    running: dict[int, str] = {}
+    pending = list(points)
+    while pending or running:
+        while pending and len(running) < side_by_side:
+            point = pending.pop(0)
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    outcome = _point(models_dir, work, point)
+                    (work / f"{point.replace(':', '-')}.json").write_text(json.dumps(outcome))
+                except BaseException as exc:  # noqa: BLE001 - reported through the exit status
+                    print(f"point {point} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                    code = 3
+                os._exit(code)
+            running[pid] = point
+        pid, status = os.wait()
+        point = running.pop(pid)
+        assert os.waitstatus_to_exitcode(status) == 0, f"the runner of {point} failed"
     results = {"expected": expected, "points": {}}
     for point in points:
-        out = work / point.replace(":", "-")
-
-        def crash(point=point, out=out):
-            _crash_at(point)
-            selection(models_dir, out).run()
-
-        crashed = _in_child(crash)
-        resumed = [_in_child(lambda out=out: selection(models_dir, out).run(resume=True))]
-        if point in ("step:5", "decision:1"):  # resuming twice is safe
-            resumed.append(_in_child(lambda out=out: selection(models_dir, out).run(resume=True)))
-        got = _summary(out) if (out / "report.json").is_file() else None
-        results["points"][point] = {"crashed": crashed, "resumed": resumed, "same": got == expected, "got": got}
+        outcome = json.loads((work / f"{point.replace(':', '-')}.json").read_text())
+        results["points"][point] = {**outcome, "same": outcome["got"] == expected}
     (work / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
