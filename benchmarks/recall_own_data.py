@@ -30,14 +30,15 @@ SETTINGS = {
 def main() -> None:
     repo = ensure_default("image-classification", progress=False)
     train, _, _ = get_benchmark("digits").load(seed=0)
-    print("| recall | proxy-scored | recalled |\n|---|---|---|")
+    print("| recall | proxy-scored | benchmark weights | recalled |\n|---|---|---|---|")
     for label, recall in SETTINGS.items():
         selector = RepoSelector.from_models(repo.models, repo.matrix, task="image-classification",
                                             config=SelectorConfig(k=4, recall=recall,
                                                                   proxy_config=ProxyConfig(progress=False)))
         outcome = selector.recall(train)
         names = ", ".join(Path(m).name.removeprefix("packaged:") for m in outcome.recalled)
-        print(f"| {label} | {len(outcome.scored)} of {len(repo.models)} | {names} |")
+        weights = ", ".join(f"{b} {w:.2f}" for b, w in outcome.benchmark_weights.items()) or "equal"
+        print(f"| {label} | {len(outcome.scored)} of {len(repo.models)} | {weights} | {names} |")
 
 
 if __name__ == "__main__":

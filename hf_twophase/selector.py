@@ -104,6 +104,7 @@ class RecallOutcome:
     note: str
     seconds: float
     prior: dict[str, float] = field(default_factory=dict)  # robust recall: each matrix model's standardised prior
+    benchmark_weights: dict[str, float] = field(default_factory=dict)  # target-aware recall: each benchmark's weight
 
     def candidates(self) -> list[dict]:
         """One row per ranked or skipped model: where it came from, its prior, its proxy score and what that cost."""
@@ -125,7 +126,8 @@ class RecallOutcome:
         return {"recalled": self.recalled, "scores": self.scores,
                 "scored": {m: r.to_dict() for m, r in self.scored.items()}, "cold_scored": self.cold_scored,
                 "skipped": self.skipped, "note": self.note, "seconds": round(self.seconds, 3),
-                "candidates": self.candidates()}
+                "candidates": self.candidates(),
+                **({"benchmark_weights": self.benchmark_weights} if self.benchmark_weights else {})}
 
 
 def resolve_matrix(matrix: PerformanceMatrix | str | os.PathLike | None, *, task: str | None = None,
@@ -344,17 +346,18 @@ class RepoSelector:
         start = time.perf_counter()
         proxy = _ProxyScores(scorer or self._scorer(), dataset, columns, self.config.proxy)
         cold_scored = [m for m in self.cold[:max(0, self.config.cold_budget)] if proxy.score(m)]
+        weights: dict[str, float] = {}
         if self.config.recall.variant == "paper":
             ranking, prior, note = self._recall_paper(proxy, k, cold_scored)
         else:
-            ranking, prior, note = self._recall_robust(proxy, k, cold_scored)
+            ranking, prior, note, weights = self._recall_robust(proxy, k, cold_scored)
         if not ranking:
             raise SelectionError("no candidate could be scored: " + "; ".join(f"{m}: {r}"
                                                                                for m, r in proxy.skipped.items()))
         order = sorted(ranking, key=lambda m: -ranking[m])  # stable: ties keep the recall's own order
         return RecallOutcome(recalled=order[:k], scores={m: ranking[m] for m in order}, scored=proxy.scored,
                              cold_scored=cold_scored, skipped=proxy.skipped, note=note.lstrip("; "),
-                             seconds=time.perf_counter() - start, prior=prior)
+                             seconds=time.perf_counter() - start, prior=prior, benchmark_weights=weights)
 
     def _recall_robust(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
         """Robust prior over the warm models; the shortlist is proxy-scored when the weight asks for it, or when cold
@@ -365,7 +368,7 @@ class RepoSelector:
         result = self._recall_warm(proxy, k, cold_proxy=cold)
         if result is None:
             result = robust_recall([], [], {}, max(1, len(cold)), self.config.recall, cold_proxy=cold)
-        return result.scores, result.prior, result.note
+        return result.scores, result.prior, result.note, result.benchmark_weights
 
     def _recall_paper(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
         """Eq. 2-4 over the warm models; cold models are ranked with the median warm model's mean score as prior."""

@@ -224,8 +224,8 @@ def rank_cold(warm_scores: np.ndarray, representative_proxy: Sequence[float], co
 def robust_shortlist(clustering: Clustering, prior: np.ndarray, k: int, config: RecallConfig, *,
                      calibrate: bool = False) -> list[str]:
     """The models the robust variant proxy-scores, at most the proxy budget: none when the repository is no larger
-    than K (all recalled) or the proxy weight is 0, unless cold models will be ranked (``calibrate``): their proxy
-    scores are read against those of the shortlist."""
+    than K (all recalled) or neither the proxy weight nor target-aware weights ask for scores, unless cold models will
+    be ranked (``calibrate``): their proxy scores are read against those of the shortlist."""
     models = clustering.models
     if not calibrate and (len(models) <= k or not config.scores_shortlist):
         return []
