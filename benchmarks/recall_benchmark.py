@@ -5,7 +5,8 @@ Each dataset of the records file is a target in turn, with its own column left o
 target come from the fold that held it back. Per target: is the best fine-tuned model in the top K, how far is the
 best recalled model from it (regret, in points), and what fraction of the repository was proxy-scored.
 
-    python benchmarks/recall_benchmark.py --records R.csv --proxy P.csv [--k 10] [--folds 3] [--seed 0] [--out F.md]
+    python benchmarks/recall_benchmark.py --records R.csv --proxy P.csv [--proxy-method M] [--k 10] [--folds 3]
+        [--seed 0] [--out F.md]
 """
 
 from __future__ import annotations
@@ -44,19 +45,20 @@ def label(config: RecallConfig) -> str:
     return f"robust, {aware}weight {config.proxy_weight:g}, shortlist {config.shortlist}"
 
 
-def make_evaluate(matrix: PerformanceMatrix, proxy_table, k: int, *, keep_target: bool = False):
+def make_evaluate(matrix: PerformanceMatrix, proxy_table, k: int, *, keep_target: bool = False,
+                  method: str | None = None):
     """``keep_target``: the target's own column stays among the benchmarks (the sanity check: a user whose data is
     one of the benchmarks)."""
     final = matrix.final_scores()
 
     def evaluate(config: RecallConfig, target: str) -> dict:
         truth = final[target].dropna().to_dict()
-        scores, method = proxy_lookup(proxy_table, target)
+        scores, used = proxy_lookup(proxy_table, target, method)
         phase1 = Phase1.from_matrix(matrix, target=None if keep_target else target,
                                     candidates=[m for m in truth if m in scores], recall=config)
         models = phase1.clustering.models
         needed = phase1.to_score(k)
-        result = phase1.recall({m: scores[m] for m in needed}, k=k, normaliser=normaliser_for("auto", method))
+        result = phase1.recall({m: scores[m] for m in needed}, k=k, normaliser=normaliser_for("auto", used))
         best = max(truth[m] for m in models)
         top = result.recalled[:k]
         leaders = sorted(models, key=lambda m: -truth[m])[:k]
@@ -76,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", required=True)
     parser.add_argument("--proxy", required=True)
+    parser.add_argument("--proxy-method", default=None, help="which proxy to read when the file holds several")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -89,7 +92,7 @@ def main() -> None:
     targets = sorted(set(proxy_table["dataset"]) & set(matrix.datasets))
     folds = dataset_folds(targets, args.folds, args.seed)
     grid = settings()
-    evaluate = make_evaluate(matrix, proxy_table, args.k)
+    evaluate = make_evaluate(matrix, proxy_table, args.k, method=args.proxy_method)
     results = cross_validate(folds, grid, evaluate, training_score)
 
     lines = [f"Folds (seed {args.seed}): " + "; ".join(f"{i + 1}: {', '.join(f.held_out)}"
@@ -120,7 +123,7 @@ def main() -> None:
               f"them); of the target's {args.k} best models, how many are recalled (mean over targets):", "",
               f"| setting | best in top {args.k} | mean regret (pt) | target's top {args.k} recalled |",
               "|---|---|---|---|"]
-    sanity = make_evaluate(matrix, proxy_table, args.k, keep_target=True)
+    sanity = make_evaluate(matrix, proxy_table, args.k, keep_target=True, method=args.proxy_method)
     for config in grid:
         outcomes = [sanity(config, t) for t in targets]
         lines.append(f"| {label(config)} | {sum(o['hit'] for o in outcomes)}/{len(outcomes)} | "
