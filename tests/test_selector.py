@@ -37,20 +37,6 @@ def _save_bert(folder: Path, hidden: int, seed: int, tokenizer, *, pickle_only: 
     tokenizer.save_pretrained(folder)
 
 
-def test_target_aware_recall_reports_its_benchmark_weights(repo):
-    from hf_twophase.method.recall import RecallConfig
-
-    aware = RecallConfig(target_temperature=0.5, proxy_fraction=1.0)  # every warm model probes the target
-    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
-                                     cold_budget=0, recall=aware, proxy_config=_fast_proxy())
-    outcome = selector.recall(make_data(96, 0), k=2)
-    assert set(outcome.scored) == set(selector.warm)
-    assert set(outcome.benchmark_weights) == {"b1", "b2", "b3", "b4"}
-    assert sum(outcome.benchmark_weights.values()) == pytest.approx(1.0)
-    assert outcome.to_dict()["benchmark_weights"] == outcome.benchmark_weights
-    assert "agreement" in outcome.note
-
-
 def _cached_models(namespace: str) -> set[str]:
     hub_cache = Path(os.environ["HF_HOME"]) / "hub"
     prefix = f"models--{namespace}--"
@@ -243,3 +229,18 @@ def test_an_empty_hub_listing_says_what_was_listed_and_where(local_hub):
     message = str(error.value)
     assert f"HF_ENDPOINT={local_hub.url}" in message and "pipeline_tag text-classification" in message
     assert "search='no-repository-is-named-like-this'" in message and "covers none" not in message
+
+
+def test_target_aware_recall_reports_its_benchmark_weights(repo):
+    """Last in the file: its proxy pass downloads every warm model, which the download checks above must not see."""
+    from hf_twophase.method.recall import RecallConfig
+
+    aware = RecallConfig(target_temperature=0.5, proxy_fraction=1.0)  # every warm model probes the target
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
+                                     cold_budget=0, recall=aware, proxy_config=_fast_proxy())
+    outcome = selector.recall(make_data(96, 0), k=2)
+    assert set(outcome.scored) == set(selector.warm)
+    assert set(outcome.benchmark_weights) == {"b1", "b2", "b3", "b4"}
+    assert sum(outcome.benchmark_weights.values()) == pytest.approx(1.0)
+    assert outcome.to_dict()["benchmark_weights"] == outcome.benchmark_weights
+    assert "agreement" in outcome.note
