@@ -30,7 +30,8 @@ def build(out: Path, model: str, *extra: str) -> subprocess.CompletedProcess:
 
 
 def refused_here(capsys, out: Path, model: str, *extra: str) -> tuple[int, str, str]:
-    """The same command in this process, for runs that must stop before any training (no interpreter start)."""
+    """The same command in this process, for runs that must stop before any training or reuse every cell (no
+    interpreter start)."""
     from hf_twophase.cli import main
 
     capsys.readouterr()
@@ -83,8 +84,8 @@ def test_rerun_with_other_settings_refuses_or_overwrites(tmp_path, new_head_mode
     assert code == 2 and stdout == ""
     assert "other settings" in stderr and "learning_rate" in stderr and "seed" in stderr
     assert "Traceback" not in stderr and cell.read_bytes() == before  # nothing was retrained
-    same = build(out, new_head_model)
-    assert same.returncode == 0 and cell.read_bytes() == before  # same settings: the cell is reused
+    code, _, stderr = refused_here(capsys, out, new_head_model)  # same settings: nothing trains, so in this process
+    assert code == 0 and cell.read_bytes() == before, stderr[-2000:]  # the cell is reused
     again = build(out, new_head_model, "--seed", "3", "--overwrite")
     assert again.returncode == 0
     assert json.loads(cell.read_text())["config"]["seed"] == 3
