@@ -135,7 +135,8 @@ class CurveModelConfig:
 
 
 class CurveModelHalving(SelectionPolicy):
-    """Halving on predicted final scores, cutting deeper where the predictions are well apart."""
+    """Halving by validation score that cuts deeper where the predicted final scores are well apart, and holds the
+    cut to a single candidate while the finalists' predictions are close."""
 
     name = "fine-selection"
     uses_progress = True
