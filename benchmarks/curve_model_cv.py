@@ -13,15 +13,13 @@ winner's (mean, points).
 
 from __future__ import annotations
 
-import argparse
-import math
 import statistics
 import time
 
-from report_io import emit
+from report_io import cv_parser, emit
 
 from hf_twophase import PerformanceMatrix
-from hf_twophase.method.crossval import cross_validate, dataset_folds
+from hf_twophase.method.crossval import cross_validate, dataset_folds, versus_halving
 from hf_twophase.method.curve_model import LAST_CUT_RULES, CurveModelConfig, CurveModelHalving
 from hf_twophase.method.policies import CalibratedHalving, StageSchedule, SuccessiveHalving
 from hf_twophase.method.replay import replay_target
@@ -39,14 +37,7 @@ def label(config: CurveModelConfig | str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", required=True)
-    parser.add_argument("--stages", default="1,2,3,5,12")
-    parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="write the Markdown tables here too")
-    parser.add_argument("--json", default=None, help="write every held-out outcome as JSON here")
-    args = parser.parse_args()
+    args = cv_parser(__doc__, stages="1,2,3,5,12").parse_args()
     stages = [int(s) for s in args.stages.split(",")]
 
     start = time.perf_counter()
@@ -103,18 +94,11 @@ def main() -> None:
     # one setting for every stage length (what a default must be): the most stage lengths at which it is no worse than
     # halving on both counts on the training folds, then the largest summed gain (regret points saved + log speedup)
     def across(setting, target):
-        return {st: (outcome(setting, st, target), outcome("successive halving", st, target)) for st in stages}
+        return {"setting": {st: outcome(setting, st, target) for st in stages},
+                "halving": {st: outcome("successive halving", st, target) for st in stages}}
 
-    def overall_score(outcomes: list[dict]) -> tuple:
-        no_worse, gain = 0, 0.0
-        for st in stages:
-            speed = statistics.median(o[st][0][0] for o in outcomes)
-            regret = statistics.mean(o[st][0][1] for o in outcomes)
-            base_speed = statistics.median(o[st][1][0] for o in outcomes)
-            base_regret = statistics.mean(o[st][1][1] for o in outcomes)
-            no_worse += regret <= base_regret + 1e-9 and speed >= base_speed - 1e-9
-            gain += (base_regret - regret) + math.log(speed / base_speed)
-        return no_worse, gain
+    def overall_score(outcomes: list[dict]) -> tuple:  # the rule the calibrated variant's constants were chosen by
+        return versus_halving(outcomes, stages)
 
     candidates = ["calibrated halving", *SETTINGS]  # the current default competes for its place
     overall = cross_validate(folds, candidates, across, overall_score)
@@ -126,8 +110,8 @@ def main() -> None:
               "| stage | chosen setting, held back | successive halving | speedup over halving |", "|---|---|---|---|"]
     held_out["one setting"] = {"chosen": [label(f.chosen) for f in overall], "on every target": label(everywhere)}
     for st in stages:
-        runs = [f.outcomes[t][st][0] for f in overall for t in f.held_out]
-        base = [f.outcomes[t][st][1] for f in overall for t in f.held_out]
+        runs = [f.outcomes[t]["setting"][st] for f in overall for t in f.held_out]
+        base = [f.outcomes[t]["halving"][st] for f in overall for t in f.held_out]
         speed, regret = statistics.median(s for s, _ in runs), statistics.mean(r for _, r in runs)
         base_speed, base_regret = statistics.median(s for s, _ in base), statistics.mean(r for _, r in base)
         held_out["one setting"][st] = {"speedup": speed, "regret": regret}

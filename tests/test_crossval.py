@@ -35,3 +35,19 @@ def test_a_setting_is_never_chosen_on_the_data_it_is_reported_on():
     assert len(calls) == len(set(calls)) == 8  # each pair evaluated once
     with pytest.raises(SelectionError):
         cross_validate(folds, [], evaluate, lambda outs: (0,))
+
+
+def test_versus_halving_counts_stage_lengths_no_worse_on_both_counts_then_the_gain():
+    import math
+
+    from hf_twophase.method.crossval import versus_halving
+
+    def outcome(setting, halving):
+        return {"setting": setting, "halving": halving}
+
+    # stage 1: faster at the same regret (counts); stage 2: faster but loses more (does not count)
+    outcomes = [outcome({1: (4.0, 0.0), 2: (6.0, 1.0)}, {1: (2.0, 0.0), 2: (3.0, 0.5)})] * 3
+    no_worse, gain = versus_halving(outcomes, [1, 2])
+    assert no_worse == 1 and gain == pytest.approx(math.log(2) + (-0.5 + math.log(2)))
+    same = [outcome({1: (2.0, 0.0)}, {1: (2.0, 0.0)})]
+    assert versus_halving(same, [1]) == (1, 0.0)

@@ -8,7 +8,9 @@ returned, so a benchmark writes them next to its figures. Pure: numpy only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+import math
+import statistics
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -63,3 +65,20 @@ def cross_validate(
         results.append(FoldResult(held_out=list(held_out), chosen=settings[chosen], training_score=best_score,
                                   outcomes={d: outcome(chosen, d) for d in held_out}))
     return results
+
+
+def versus_halving(outcomes: Sequence[Mapping[str, Mapping[int, tuple[float, float]]]], stages: Sequence[int]
+                   ) -> tuple[int, float]:
+    """The rule phase 2's settings are chosen by, as a ``score`` for `cross_validate`: each outcome holds, per stage
+    length, the (speedup, regret) of the ``"setting"`` and of ``"halving"`` (successive halving) on one dataset.
+    Higher is better: first the number of stage lengths at which the setting is no worse than halving on both counts
+    (median speedup, mean regret), then the summed gain (regret points saved + log speedup ratio)."""
+    no_worse, gain = 0, 0.0
+    for stage in stages:
+        speed = statistics.median(o["setting"][stage][0] for o in outcomes)
+        regret = statistics.mean(o["setting"][stage][1] for o in outcomes)
+        base_speed = statistics.median(o["halving"][stage][0] for o in outcomes)
+        base_regret = statistics.mean(o["halving"][stage][1] for o in outcomes)
+        no_worse += regret <= base_regret + 1e-9 and speed >= base_speed - 1e-9
+        gain += (base_regret - regret) + math.log(speed / base_speed)
+    return no_worse, gain
