@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict
 
 from report_io import emit
+from scipy.stats import spearmanr
 
 from hf_twophase import PerformanceMatrix, Phase1, read_proxy_scores
 from hf_twophase.method.crossval import cross_validate, dataset_folds
@@ -129,6 +130,20 @@ def main() -> None:
         lines.append(f"| {label(config)} | {sum(o['hit'] for o in outcomes)}/{len(outcomes)} | "
                      f"{statistics.mean(o['regret'] for o in outcomes):.2f} | "
                      f"{statistics.mean(o['leaders'] for o in outcomes):.1f} |")
+    lines += ["", "What target-aware weights can read: Spearman's rho between the proxy on the target and each "
+              "benchmark's scores, over every model with both (in-sample):", "",
+              "| target | rho with its own column | best other column | its rho |", "|---|---|---|---|"]
+    final = matrix.final_scores()
+    for target in targets:
+        scores, _ = proxy_lookup(proxy_table, target, args.proxy_method)
+        rho = {}
+        for column in final.columns:
+            both = final[column].dropna()
+            both = both[both.index.isin(list(scores))]
+            rho[column] = spearmanr(both.to_numpy(), [scores[m] for m in both.index]).statistic
+        other = max((c for c in rho if c != target), key=lambda c: rho[c])
+        lines.append(f"| {target} | {rho[target]:.2f}{' (highest)' if rho[target] > rho[other] else ''} | {other} | "
+                     f"{rho[other]:.2f} |")
     lines.append(f"\n({time.perf_counter() - start:.1f} s)")
     emit("\n".join(lines), args.out, args.json,
          {"folds": [f.held_out for f in results], "seed": args.seed,
