@@ -20,6 +20,11 @@ RECORDS = ["--records", "/nonexistent/records.csv"]  # never read: the argument 
     (["cluster", *RECORDS, "--top-k", "0"], "--top-k: expected a positive integer"),
     (["cluster", *RECORDS, "--threshold=-1"], "--threshold: expected a number >= 0"),
     (["recall", *RECORDS, "--proxy", "p.csv", "--target", "t", "--k", "0"], "--k: expected a positive integer"),
+    (["recall", *RECORDS, "--proxy", "p.csv", "--target", "t", "--target-temperature", "0"],
+     "--target-temperature: expected a positive number"),
+    (["recall", *RECORDS, "--proxy", "p.csv", "--target", "t", "--target-temperature", "nan"],
+     "--target-temperature: expected a positive number"),
+    (["replay", *RECORDS, "--variant", "curve-models"], "--variant: invalid choice: 'curve-models'"),
     (["synth", "--out", "/nonexistent/x.csv", "--models", "0"], "--models: expected a positive integer"),
     (["build-matrix", "--models", "m", "--benchmarks", "digits", "--out", "/nonexistent", "--epochs", "0"],
      "--epochs: expected a positive number"),
@@ -45,3 +50,14 @@ def test_help_states_each_default_once():
 
     for task, setup in SETUPS.items():  # the --k help names each embedded default's own k
         assert f"{setup.k} for {task}" in " ".join(text.split())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--proxy", "ncti"], "--proxy: invalid choice: 'ncti'"),
+    (["--proxy", "../leep"], "--proxy: invalid choice: '../leep'"),
+    (["--variant", "curve"], "--variant: invalid choice: 'curve'"),
+])
+def test_select_refuses_an_unknown_proxy_or_variant_at_parse_time(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser("select").parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
