@@ -346,6 +346,25 @@ def test_request_bodies_other_than_commits_are_small(hub):
     assert request(hub, "POST", "/api/models/alice/open/commit/main", files, ALICE)[0] == 200
 
 
+def test_a_refused_body_can_still_be_sent_whole_after_its_answer(hub):
+    """The 413 goes out before the body is read; the server then drains what follows instead of resetting the
+    connection, so a client still sending its body (as every HTTP client does) gets the answer, not a broken pipe."""
+    create(hub, "open", ALICE)
+    body = b"x" * (3 * 2**20)
+    head = ("POST /api/models/alice/open/paths-info/main HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(address(hub), timeout=10) as sock:
+        sock.sendall(head)
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        time.sleep(0.2)  # the server has closed its side by now
+        sock.sendall(body)  # a reset here would raise BrokenPipeError / ConnectionResetError
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+    assert request(hub, "GET", "/api/models/alice/open")[0] == 200  # and it keeps serving
+
+
 def test_one_lfs_batch_scans_the_repositories_once(hub, monkeypatch):
     create(hub, "open", ALICE)
     scans = []

@@ -38,7 +38,10 @@ def address(hub: LocalHub) -> tuple[str, int]:
 def raw(hub: LocalHub, data: bytes, *, timeout: float = 10.0, half_close: bool = False) -> tuple[int, bytes]:
     """Send bytes, read until the server closes; (status, whole response). Status 0: closed without an answer."""
     with socket.create_connection(address(hub), timeout=timeout) as sock:
-        sock.sendall(data)
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # an answer sent before the body was read (413); read it, as urllib3 does
         if half_close:
             sock.shutdown(socket.SHUT_WR)
         chunks = []

@@ -15,7 +15,8 @@ What it promises, because anything on the machine can send it requests:
   token's namespaces; private repositories are visible only to tokens of their namespace;
 - request bodies are bounded (413 past the limit), read whole before anything is applied (a body cut short
   changes nothing), and LFS uploads are streamed to a temporary file and kept only if their sha256 and size match;
-- every malformed request gets a 4xx JSON answer and the server keeps serving; slow clients time out;
+- every malformed request gets a 4xx JSON answer and the server keeps serving; slow clients time out; an answer
+  sent before the body was read (a 413) reaches the client, because the rest of the body is drained, within bounds;
 - state files and blobs are written atomically, so a server killed at any instant loses no acknowledged commit
   and never serves a torn file.
 """
@@ -65,6 +66,8 @@ _REPO = rf"(?P<repo>{_SEGMENT}(?:/{_SEGMENT})?)"
 _TYPE = r"(?P<type>models|datasets|spaces)"
 _TEXT_SUFFIXES = (".md", ".txt", ".json", ".yaml", ".yml", ".py", ".csv", ".gitattributes", ".model", ".jinja")
 _CHUNK = 1 << 20
+_LINGER_SECONDS = 2.0  # how long a refused body is drained after the answer, so the client reads the answer
+_LINGER_BYTES = 64 * 2**20  # and how much of it, at most: a client cannot hold the thread or fill anything
 
 
 
@@ -292,7 +295,33 @@ class _Handler(BaseHTTPRequestHandler):
     # --- plumbing -----------------------------------------------------------------------------------------------
     def setup(self) -> None:
         self.timeout = self.hub.timeout  # socket timeout of every read and write on this connection
+        self._linger = False  # set when an answer went out before the body was read
         super().setup()
+
+    def finish(self) -> None:
+        """Close after an answer sent before the body was read (413, 401, ...) without losing that answer.
+
+        Closing a socket with unread input makes the kernel send a reset, which can discard the answer before the
+        client reads it: the client sees a broken pipe instead of the 413. So, as web servers do, send the answer,
+        stop writing, and drain (and drop) what the client still sends, for a bounded time and size."""
+        super().finish()
+        if self._linger:
+            self._drain_refused_body()
+
+    def _drain_refused_body(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            drained = 0
+            while drained < _LINGER_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.connection.settimeout(left)
+                piece = self.connection.recv(_CHUNK)
+                if not piece:
+                    return
+                drained += len(piece)
 
     def handle_one_request(self) -> None:
         """One request, under a deadline for all of it to arrive: a client that sends a byte now and then (each
@@ -335,6 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, error: RequestRejected) -> None:
         if self._unread_body:  # what the client still sends must not be read as the next request
             self.close_connection = True
+            self._linger = True
         headers = {"X-Error-Message": error.message[:500]}
         if error.code:
             headers["X-Error-Code"] = error.code
