@@ -69,6 +69,20 @@ def make_evaluate(matrix: PerformanceMatrix, proxy_table, k: int, *, keep_target
     return evaluate
 
 
+def best_model_ranks(matrix: PerformanceMatrix, proxy_table, target: str, method: str | None
+                     ) -> tuple[str, float, int, int, int]:
+    """Why a target's best model was missed: where the prior alone and the proxy alone put it (1 = first)."""
+    truth = matrix.final_scores()[target].dropna().to_dict()
+    scores, _ = proxy_lookup(proxy_table, target, method)
+    phase1 = Phase1.from_matrix(matrix, target=target, candidates=[m for m in truth if m in scores],
+                                recall=RecallConfig(variant="robust", proxy_weight=0.0))
+    models = phase1.clustering.models
+    by_prior = phase1.recall({}, k=len(models)).recalled
+    best = max(models, key=lambda m: truth[m])
+    by_proxy = sorted(models, key=lambda m: -scores[m])
+    return best, truth[best], by_prior.index(best) + 1, by_proxy.index(best) + 1, len(models)
+
+
 def training_score(outcomes: list[dict]) -> tuple:
     """More targets with the best model recalled, then lower mean regret, then fewer proxy scores."""
     return (sum(o["hit"] for o in outcomes), -statistics.mean(o["regret"] for o in outcomes),
@@ -144,6 +158,16 @@ def main() -> None:
         other = max((c for c in rho if c != target), key=lambda c: rho[c])
         lines.append(f"| {target} | {rho[target]:.2f}{' (highest)' if rho[target] > rho[other] else ''} | {other} | "
                      f"{rho[other]:.2f} |")
+    misses = sorted(t for f in results for t, o in f.outcomes.items() if not o["hit"])
+    if misses:
+        lines += ["", "Where the held-out best model was missed: its rank among the candidates by the robust prior "
+                  "(its own column left out) and by the proxy alone:", "",
+                  "| target | best model | its accuracy | prior rank | proxy rank | candidates |",
+                  "|---|---|---|---|---|---|"]
+        for target in misses:
+            best, accuracy, prior_rank, proxy_rank, count = best_model_ranks(matrix, proxy_table, target,
+                                                                             args.proxy_method)
+            lines.append(f"| {target} | {best} | {accuracy:.4f} | {prior_rank} | {proxy_rank} | {count} |")
     lines.append(f"\n({time.perf_counter() - start:.1f} s)")
     emit("\n".join(lines), args.out, args.json,
          {"folds": [f.held_out for f in results], "seed": args.seed,

@@ -58,6 +58,25 @@ def test_transfergraph_keeps_full_fine_tuning_first_runs(tmp_path):
     assert sorted(proxy["method"]) == ["logme", "reghscore"]
 
 
+def test_transfergraph_skips_the_sources_broken_rows_and_counts_them(tmp_path, capsys):
+    """The published image files hold lines cut and shifted into the wrong columns: the import skips them (and says
+    so) instead of writing a proxy file that the proxy reader then refuses."""
+    pd.DataFrame({"model": ["m1", "m2", None], "finetuned_dataset": ["pets", "pets", "dtd"],
+                  "eval_accuracy": [0.6, "oops", 0.7], "train_runtime": [1.0, 2.0, 3.0]}).to_csv(
+        tmp_path / "records.csv")
+    pd.DataFrame({"model": ["m1", None, "m2"], "target_dataset": ["pets", None, "pets"],
+                  "metric": ["TransferabilityMethod.LOG_ME", None, "TransferabilityMethod.LOG_ME"],
+                  "score": [0.5, None, "n/a"], "runtime": [1.0, None, 1.0]}).to_csv(
+        tmp_path / "transferability_score_records.csv")
+    records, proxy = import_transfergraph(tmp_path)
+    assert list(records["model"]) == ["m1"] and records.attrs["skipped_rows"] == 2
+    assert list(proxy["model"]) == ["m1"] and proxy.attrs["skipped_rows"] == 2
+    code = main(["import", "transfergraph", str(tmp_path), "--out", str(tmp_path / "r.csv"), "--proxy-out",
+                 str(tmp_path / "proxy.csv")])
+    assert code == 0 and "(4 incomplete rows of the source skipped)" in capsys.readouterr().out
+    assert len(read_proxy_scores(tmp_path / "proxy.csv")) == 1  # what was written reads back
+
+
 def test_quicktune_one_complete_curve_per_pair(tmp_path):
     curves = {"BRD": {"0": [10, 20, 30], "1": [50, 60, 70], "2": [90, 95], "3": [5, 6, 7]}}
     costs = {"BRD": {"0": [1.0, 1.0, 1.0], "1": [2.0, 2.0, 2.0], "2": [1.0, 1.0], "3": [3.0, 3.0, 3.0]}}

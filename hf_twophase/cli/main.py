@@ -246,7 +246,9 @@ def _cmd_import(args: argparse.Namespace) -> dict:
     records, proxy = import_results(args.source, args.source_dir)
     matrix = PerformanceMatrix(records, source=f"{args.source}:{args.source_dir}")  # validated like any records
     path = matrix.write(args.out)
-    out = {"records": str(path), "rows": len(matrix), "models": len(matrix.models), "datasets": len(matrix.datasets)}
+    out = {"records": str(path), "rows": len(matrix), "models": len(matrix.models), "datasets": len(matrix.datasets),
+           "skipped_rows": records.attrs.get("skipped_rows", 0) + (proxy.attrs.get("skipped_rows", 0) if
+                                                                    proxy is not None else 0)}
     if args.proxy_out:
         if proxy is None:
             raise SelectionError(f"the {args.source} files hold no proxy scores; drop --proxy-out")
@@ -260,7 +262,8 @@ def _cmd_import(args: argparse.Namespace) -> dict:
         out["proxy_rows"] = len(proxy)
     if not args.json:
         print(f"{out['models']} models x {out['datasets']} datasets, {out['rows']} records -> {path}"
-              + (f"; {out['proxy_rows']} proxy scores -> {out['proxy']}" if args.proxy_out else ""))
+              + (f"; {out['proxy_rows']} proxy scores -> {out['proxy']}" if args.proxy_out else "")
+              + (f" ({out['skipped_rows']} incomplete rows of the source skipped)" if out["skipped_rows"] else ""))
     return out
 
 

@@ -10,7 +10,9 @@ source has them). Pure: pandas and json only.
 - ``transfergraph``: ``records.csv`` (one fine-tuning run per row: ``model``, ``finetuned_dataset``,
   ``eval_accuracy``, ``train_runtime``, ``peft_method``) and ``transferability_score_records.csv`` (``model``,
   ``target_dataset``, ``metric``, ``score``, ``runtime``). LoRA/PEFT runs are left out (the matrix is about full
-  fine-tuning); where a pair was run more than once, the first run is kept.
+  fine-tuning); where a pair was run more than once, the first run is kept. The published image files hold a few
+  broken lines (a row cut and shifted into the wrong columns): rows without a model, dataset, method or number are
+  skipped, and the count is kept in ``frame.attrs["skipped_rows"]`` for the command line to report.
 - ``quicktune``: ``eval_top1.json`` and ``cost.json`` (``{dataset: {run: [one value per epoch]}}``, top-1 in percent,
   cost in seconds) with ``table.csv`` (one row per run, indexed by the run id, with ``model`` and ``dataset``
   columns). A (model, dataset) pair was run with several hyper-parameter configurations: the importer keeps the
@@ -92,6 +94,7 @@ def import_transfergraph(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.Da
     _need_columns(runs, ("model", "finetuned_dataset", "eval_accuracy"), path)
     if "peft_method" in runs.columns:
         runs = runs[runs["peft_method"].isna() | (runs["peft_method"].astype(str).str.strip() == "")]
+    runs, skipped_runs = _complete_rows(runs, ["model", "finetuned_dataset", "eval_accuracy"])
     runs = runs.drop_duplicates(["model", "finetuned_dataset"], keep="first")
     records = pd.DataFrame({"model": runs["model"], "dataset": runs["finetuned_dataset"], "step": 1,
                             "val": runs["eval_accuracy"].astype(float), "test": runs["eval_accuracy"].astype(float),
@@ -101,13 +104,26 @@ def import_transfergraph(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.Da
     if score_path.is_file():
         scores = pd.read_csv(score_path)
         _need_columns(scores, ("model", "target_dataset", "metric", "score"), score_path)
+        scores, skipped_scores = _complete_rows(scores, ["model", "target_dataset", "metric", "score"])
         method = scores["metric"].astype(str).str.replace("TransferabilityMethod.", "", regex=False)
         proxy = pd.DataFrame({"model": scores["model"], "dataset": scores["target_dataset"],
                               "method": method.str.lower().str.replace("_", "", regex=False),
                               "score": scores["score"].astype(float),
                               "cost": scores["runtime"].astype(float) if "runtime" in scores else np.nan})
-        proxy = proxy.drop_duplicates(["model", "dataset", "method"], keep="first")
-    return records.reset_index(drop=True), proxy
+        proxy = proxy.drop_duplicates(["model", "dataset", "method"], keep="first").reset_index(drop=True)
+        proxy.attrs["skipped_rows"] = skipped_scores
+    records = records.reset_index(drop=True)
+    records.attrs["skipped_rows"] = skipped_runs
+    return records, proxy
+
+
+def _complete_rows(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
+    """The rows whose ``columns`` are all present (numbers where a number is due), and how many were not."""
+    complete = frame[columns].notna().all(axis=1)
+    for column in columns:
+        if column in ("eval_accuracy", "score"):
+            complete &= pd.to_numeric(frame[column], errors="coerce").notna()
+    return frame[complete], int((~complete).sum())
 
 
 def import_quicktune(folder: str | os.PathLike) -> tuple[pd.DataFrame, None]:
