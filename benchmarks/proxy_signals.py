@@ -2,7 +2,8 @@
 
 For each task, every model of the embedded repository is fine-tuned on the default target at the default budget
 (a brute-force run of the main job: `--policy brute-force --k <all>`, its report.json), and scored on the same
-training data by every proxy (LEEP on the head, LogME, k-NN accuracy, H-score, GBC on pooled features). Per target:
+training data by every proxy (LEEP on the head; LogME, k-NN accuracy, H-score, GBC and NCTI on pooled features, one
+forward pass per model for all of them; NCTI ranks the target's models together). Per target:
 Kendall's tau between the proxy and the fine-tuned accuracy, and the regret of the proxy's top model and of its top
 K (the default K). Leave one target out: the signal is chosen on the other target (highest tau), and the figure
 reported for a target is the chosen signal's there.
@@ -25,7 +26,8 @@ from scipy.stats import kendalltau
 from hf_twophase.inputs.columns import cap_examples
 from hf_twophase.matrix_build.benchmarks import get_benchmark
 from hf_twophase.matrix_build.defaults import SETUPS
-from hf_twophase.proxy import ProxyConfig, make_scorer
+from hf_twophase.proxy import FEATURE_SCORES, FeatureScorer, ProxyConfig, make_scorer
+from hf_twophase.proxy.feature_scores import SET_SCORES
 from hf_twophase.proxy_names import PROXY_METHODS
 
 
@@ -42,10 +44,18 @@ def score_target(task: str, truth: dict[str, float], samples: int) -> dict:
     train, _, _ = get_benchmark(setup.target).load(seed=0)
     train = cap_examples(train, setup.train_examples, seed=0)
     config = ProxyConfig(max_samples=samples, progress=False, use_cache=False)
-    scores: dict[str, dict[str, float]] = {}
-    for method in PROXY_METHODS:
-        scorer = make_scorer(method, config, fallback=True)
-        scores[method] = {name: scorer.score(name, train).score for name in truth}
+    leep = make_scorer("leep", config, fallback=True)
+    scores: dict[str, dict[str, float]] = {"leep": {name: leep.score(name, train).score for name in truth}}
+    features = FeatureScorer("logme", config)
+    set_terms: dict[str, dict] = {method: {} for method in SET_SCORES}
+    for name in truth:
+        pooled, labels = features.features(name, train)
+        for method, score in FEATURE_SCORES.items():
+            scores.setdefault(method, {})[name] = score(pooled, labels)
+        for method, set_score in SET_SCORES.items():
+            set_terms[method][name] = set_score.terms(pooled, labels)
+    for method, set_score in SET_SCORES.items():
+        scores[method] = set_score.combine(set_terms[method])
     best = max(truth.values())
     out = {}
     for method, by_model in scores.items():

@@ -30,7 +30,7 @@ from hf_twophase.method.recall import (
     rank_cold,
 )
 from hf_twophase.method.registry import DEFAULT_VARIANT, POLICY_NAMES, STAGES_PER_BUDGET, VARIANTS, default_stage
-from hf_twophase.proxy.scorer import ProxyConfig, ProxyResult, make_scorer
+from hf_twophase.proxy.scorer import ProxyConfig, ProxyResult, combine_proxy_scores, make_scorer
 from hf_twophase.proxy_names import PROXY_METHODS
 from hf_twophase.records.matrix import PerformanceMatrix
 from hf_twophase.tasks import check_task
@@ -183,11 +183,20 @@ class _ProxyScores:
         except (OSError, ValueError, RuntimeError) as err:
             self.skipped[model] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             return False
-        if not math.isfinite(result.score):
+        if not math.isfinite(result.score) or not all(map(math.isfinite, (result.terms or {}).values())):
             self.skipped[model] = f"non-finite {self.proxy_name} score"
             return False
         self.scored[model] = result
         return True
+
+    def values(self) -> dict[str, float]:
+        """Every scored model's proxy score, read once the set is scored: a set score (NCTI) ranks them together."""
+        return combine_proxy_scores(self.scored)
+
+    def results(self) -> dict[str, ProxyResult]:
+        """The scored results as reported: a set score's ``score`` is its value among everything scored."""
+        values = self.values()
+        return {m: r if r.terms is None else dataclasses.replace(r, score=values[m]) for m, r in self.scored.items()}
 
 
 class RepoSelector:
@@ -355,7 +364,7 @@ class RepoSelector:
             raise SelectionError("no candidate could be scored: " + "; ".join(f"{m}: {r}"
                                                                                for m, r in proxy.skipped.items()))
         order = sorted(ranking, key=lambda m: -ranking[m])  # stable: ties keep the recall's own order
-        return RecallOutcome(recalled=order[:k], scores={m: ranking[m] for m in order}, scored=proxy.scored,
+        return RecallOutcome(recalled=order[:k], scores={m: ranking[m] for m in order}, scored=proxy.results(),
                              cold_scored=cold_scored, skipped=proxy.skipped, note=note.lstrip("; "),
                              seconds=time.perf_counter() - start, prior=prior, benchmark_weights=weights)
 
@@ -364,10 +373,11 @@ class RepoSelector:
         models need warm scores to be read against."""
         from hf_twophase.method.recall import robust_recall
 
-        cold = {m: proxy.scored[m].score for m in cold_scored}
-        result = self._recall_warm(proxy, k, cold_proxy=cold)
+        result = self._recall_warm(proxy, k, cold_scored=cold_scored)
         if result is None:
-            result = robust_recall([], [], {}, max(1, len(cold)), self.config.recall, cold_proxy=cold)
+            values = proxy.values()
+            result = robust_recall([], [], {}, max(1, len(cold_scored)), self.config.recall,
+                                   cold_proxy={m: values[m] for m in cold_scored})
         return result.scores, result.prior, result.note, result.benchmark_weights
 
     def _recall_paper(self, proxy: _ProxyScores, k: int, cold_scored: list[str]):
@@ -376,17 +386,17 @@ class RepoSelector:
         result = self._recall_warm(proxy, k, normaliser=normaliser)
         ranking, note = (dict(result.scores), result.note) if result else ({}, "")
         if cold_scored:
+            values = proxy.values()
             representatives = [m for m in proxy.scored if m not in cold_scored]
             ranking.update(rank_cold(
                 self.matrix.final_scores().reindex(list(ranking)).to_numpy(dtype=float),
-                [proxy.scored[m].score for m in representatives],
-                {m: proxy.scored[m].score for m in cold_scored}, normaliser))
+                [values[m] for m in representatives], {m: values[m] for m in cold_scored}, normaliser))
             note += (f"; {len(cold_scored)} cold model(s) scored directly and ranked with the median warm model's "
                      "benchmark score as their prior")
         return ranking, {}, note
 
     def _recall_warm(self, proxy: _ProxyScores, k: int, *, normaliser=None,
-                     cold_proxy: dict[str, float] | None = None) -> RecallResult | None:
+                     cold_scored: list[str] | None = None) -> RecallResult | None:
         """Phase 1 over the warm models, scoring what the variant asks for. A model that cannot be loaded could not
         be trained either: it leaves the repository and the recall is done again without it (another member then
         represents its cluster, or the next best prior is shortlisted). None when no warm model is left."""
@@ -396,12 +406,13 @@ class RepoSelector:
         while warm:
             phase1 = Phase1.from_matrix(self.matrix, candidates=warm, config=self.config.clustering,
                                         recall=self.config.recall)
-            needed = phase1.to_score(min(k, len(warm)), calibrate=bool(cold_proxy))
+            needed = phase1.to_score(min(k, len(warm)), calibrate=bool(cold_scored))
             failed = [m for m in needed if not proxy.score(m)]
             if not failed:
-                return phase1.recall({m: proxy.scored[m].score for m in needed},
+                values = proxy.values()  # now that everything this recall reads is scored
+                return phase1.recall({m: values[m] for m in needed},
                                      k=min(k, len(phase1.clustering.models)), normaliser=normaliser,
-                                     cold_proxy=cold_proxy)
+                                     cold_proxy=None if cold_scored is None else {m: values[m] for m in cold_scored})
             warm = [m for m in warm if m not in failed]
         return None
 

@@ -53,7 +53,7 @@ def test_help_states_each_default_once():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--proxy", "ncti"], "--proxy: invalid choice: 'ncti'"),
+    (["--proxy", "parc"], "--proxy: invalid choice: 'parc'"),
     (["--proxy", "../leep"], "--proxy: invalid choice: '../leep'"),
     (["--variant", "curve"], "--variant: invalid choice: 'curve'"),
 ])

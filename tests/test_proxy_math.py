@@ -104,9 +104,10 @@ def test_feature_scores_rank_separable_classes_above_overlapping_ones(name):
 
 def test_feature_scores_by_hand_and_on_bad_input():
     from hf_twophase.proxy import FEATURE_SCORES, gbc, h_score, knn_accuracy
+    from hf_twophase.proxy.feature_scores import SET_SCORES
     from hf_twophase.proxy_names import PROXY_METHODS
 
-    assert PROXY_METHODS == ("leep", *FEATURE_SCORES)  # one list of names, and the command line's is light
+    assert PROXY_METHODS == ("leep", *FEATURE_SCORES, *SET_SCORES)  # one list of names; the command line's is light
     features, labels = _clusters(3.0)
     assert knn_accuracy(features, labels) == 1.0
     assert knn_accuracy(features * 7.0, labels) == 1.0  # cosine neighbours: the scale does not matter
@@ -119,3 +120,31 @@ def test_feature_scores_by_hand_and_on_bad_input():
                 continue  # LogME is an evidence per class, defined for one class too
             with pytest.raises(ValueError):
                 score(*bad)
+
+
+def test_ncti_ranks_separable_classes_above_overlapping_ones_among_candidates():
+    from hf_twophase.proxy.feature_scores import ncti_combine, ncti_terms
+
+    terms = {f"sep{s}": ncti_terms(*_clusters(s)) for s in (0.0, 0.5, 3.0)}
+    assert terms["sep0.0"].ncc < terms["sep0.5"].ncc <= terms["sep3.0"].ncc
+    assert terms["sep0.0"].seli < terms["sep0.5"].seli < terms["sep3.0"].seli
+    scores = ncti_combine(terms)
+    # the separated classes win; between the other two the within-class term decides (posteriors that vary within a
+    # class cost more than uniform ones), as the published score has it
+    assert scores["sep3.0"] > max(scores["sep0.0"], scores["sep0.5"]) + 1.0
+    assert all(-1.0 <= v <= 2.0 for v in scores.values())
+    assert ncti_combine({"alone": terms["sep3.0"]}) == {"alone": 0.0}  # no other candidate: nothing to scale by
+    assert ncti_combine({}) == {}
+    features, labels = _clusters(3.0)
+    for bad in [(features, labels[:-1]), (features, np.zeros(len(labels))), (np.full_like(features, np.nan), labels)]:
+        with pytest.raises(ValueError):
+            ncti_terms(*bad)
+
+
+def test_ncti_combine_by_hand():
+    """SELI and NCC min-max scaled over the candidates, added; VC scaled the same way, subtracted."""
+    from hf_twophase.proxy.feature_scores import NCTITerms, ncti_combine
+
+    terms = {"a": NCTITerms(seli=1.0, ncc=0.5, vc=2.0), "b": {"seli": 3.0, "ncc": 0.7, "vc": 1.0},
+             "c": NCTITerms(seli=2.0, ncc=0.9, vc=3.0)}
+    assert ncti_combine(terms) == pytest.approx({"a": 0.0 + 0.0 - 0.5, "b": 1.0 + 0.5 - 0.0, "c": 0.5 + 1.0 - 1.0})

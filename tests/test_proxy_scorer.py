@@ -128,11 +128,17 @@ def test_image_classifier_with_its_processor(tmp_path, image_ds):
     assert result.path == "classifier-head" and result.n_source_labels == 7 and result.n_samples == 40
     logme_result = LogMEScorer(progress=False, use_cache=False).score(path, image_ds)
     assert logme_result.path == "features"
-    for method in ("knn", "hscore", "gbc"):  # the other feature scores share LogME's pass over the features
+    for method in ("knn", "hscore", "gbc", "ncti"):  # the other feature scores share LogME's pass over the features
         other = make_scorer(method, progress=False, use_cache=False).score(path, image_ds)
         assert other.method == method and other.path == "features" and np.isfinite(other.score)
-    with pytest.raises(ValueError, match="expected one of leep, logme, knn, hscore, gbc"):
-        make_scorer("ncti")
+        assert (other.terms is None) == (method != "ncti")
+    assert other.score == other.terms["ncc"]  # NCTI's own value needs the other candidates: see combine_proxy_scores
+    from hf_twophase.proxy.feature_scores import FEATURE_SCORES
+
+    pooled, labels = make_scorer("gbc", progress=False, use_cache=False).features(path, image_ds)
+    assert pooled.shape == (40, 32) and FEATURE_SCORES["logme"](pooled, labels) == pytest.approx(logme_result.score)
+    with pytest.raises(ValueError, match="expected one of leep, logme, knn, hscore, gbc, ncti"):
+        make_scorer("parc")
 
 
 def test_timm_model_with_its_own_transforms(tmp_path, image_ds):
@@ -248,6 +254,44 @@ def test_a_damaged_cache_entry_is_recomputed_never_trusted(tmp_path, tokenizer, 
     again = scorer.score(path, text_ds, text_column="sentence")
     assert not again.cached and again.score == first.score
     assert scorer.score(path, text_ds, text_column="sentence").cached  # the recomputed entry replaced it
+
+
+@pytest.mark.parametrize("damage", [{"vc": "x"}, {"ncc": float("inf")}, "drop-key", "extra-key", None])
+def test_a_cached_ncti_entry_with_damaged_terms_is_recomputed(tmp_path, tokenizer, text_ds, damage):
+    torch.manual_seed(0)
+    model = tf.BertModel(tf.BertConfig(vocab_size=tokenizer.vocab_size, **TINY_BERT))
+    path = _save(model, tmp_path / "saved", tokenizer)
+    scorer = make_scorer("ncti", progress=False, max_samples=40, cache_dir=str(tmp_path / "cache"))
+    first = scorer.score(path, text_ds, text_column="sentence")
+    assert scorer.score(path, text_ds, text_column="sentence").cached
+    (entry,) = (tmp_path / "cache").glob("*.json")
+    data = json.loads(entry.read_text(), parse_constant=float)
+    terms = data["result"]["terms"]
+    if damage == "drop-key":
+        del terms["vc"]
+    elif damage == "extra-key":
+        terms["nce"] = 1.0
+    elif damage is None:
+        data["result"]["terms"] = None
+    else:
+        terms.update(damage)
+    entry.write_text(json.dumps(data))
+    again = scorer.score(path, text_ds, text_column="sentence")
+    assert not again.cached and again.terms == first.terms
+
+
+def test_combined_proxy_scores_rank_set_scores_together_and_leave_the_rest():
+    from hf_twophase.proxy.feature_scores import ncti_combine
+    from hf_twophase.proxy.scorer import ProxyResult, combine_proxy_scores
+
+    def result(model, method, score, terms=None):
+        return ProxyResult(model=model, method=method, score=score, normalized=None, n_samples=10, path="features",
+                           source_labels="none", n_source_labels=None, seconds=0.0, terms=terms)
+
+    terms = {"a": {"seli": 1.0, "ncc": 0.5, "vc": 2.0}, "b": {"seli": 3.0, "ncc": 0.7, "vc": 1.0}}
+    results = {m: result(m, "ncti", t["ncc"], t) for m, t in terms.items()}
+    assert combine_proxy_scores(results) == ncti_combine(terms) == {"a": -1.0, "b": 2.0}
+    assert combine_proxy_scores({"c": result("c", "logme", -0.3)}) == {"c": -0.3}
 
 
 def test_a_timm_repository_with_only_pickled_weights_is_refused_unless_allowed(tmp_path, image_ds):

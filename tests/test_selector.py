@@ -132,6 +132,22 @@ def test_cold_models_compete_by_default(repo):
     assert f"{repo}/cold" not in none.recall(make_data(96, 0), k=3).scores
 
 
+def test_ncti_ranks_the_cold_model_among_everything_this_recall_scored(repo):
+    """NCTI scales its terms over the candidates: the cold model and the shortlist it is read against are scored
+    first, then ranked together; what the report shows is that set's NCTI, not a lone model's term."""
+    from hf_twophase.proxy.feature_scores import ncti_combine
+
+    selector = RepoSelector.from_hub(task="text-classification", matrix=f"{repo}/matrix", author=repo,
+                                     proxy="ncti", proxy_config=_fast_proxy())
+    outcome = selector.recall(make_data(96, 0), k=3)
+    assert outcome.cold_scored == [f"{repo}/cold"] and len(outcome.scored) == 2
+    expected = ncti_combine({m: r.terms for m, r in outcome.scored.items()})
+    assert {m: r.score for m, r in outcome.scored.items()} == pytest.approx(expected)
+    rows = {r["model"]: r for r in outcome.candidates()}
+    assert rows[f"{repo}/cold"]["proxy"] == pytest.approx(expected[f"{repo}/cold"])
+    assert f"{repo}/cold" in outcome.scores
+
+
 def test_a_vanished_representative_is_skipped_and_replaced(repo, local_hub):
     from hf_twophase.records.matrix import PerformanceMatrix
 

@@ -11,13 +11,24 @@ Beside LogME (`logme.py`), three that need no head and look at how the target's 
 - **GBC** (Pandy et al., 2022): minus the summed Bhattacharyya coefficients between per-class diagonal Gaussians in a
   PCA projection of the features: how little the classes overlap.
 
-NCTI (Wang et al., 2023) is not here: its three terms and their normalisation across the candidate set could not be
-checked against the paper on this project's machines, and a guessed reimplementation would not be NCTI.
+And one that ranks a set of candidates rather than scoring one:
 
-Pure: numpy and scikit-learn. Every function returns one float, higher is better.
+- **NCTI** (Wang et al., CVPR 2023): how far a checkpoint's features on the target are from the neural collapse that
+  fine-tuning drives them to, from three terms computed in a shrinkage-LDA projection of the features (after PCA to
+  64 dimensions): the nuclear norm of the projected features (rank, the SELI geometry), the mean posterior of the
+  true class (a nearest-centre classifier), and the log of the summed per-class nuclear norms of the posteriors
+  (within-class variability). Each term is min-max scaled over the candidates before they are added, so a model's
+  NCTI depends on which others are scored with it: ``ncti_terms`` scores one model, ``ncti_combine`` ranks a set.
+  The LDA shrinkage, exp(-the variance of the first 32 principal components), and the widths are the authors'
+  choices, as their reference code (MIT) makes them; this is a reimplementation, not a copy.
+
+Pure: numpy and scikit-learn. Every per-model function returns one float, higher is better.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -25,6 +36,8 @@ from hf_twophase.proxy.logme import logme
 
 KNN_K = 5
 GBC_DIMENSIONS = 64  # the PCA width of the GBC paper's setting
+NCTI_DIMENSIONS = 64  # the PCA width of the NCTI paper's setting
+NCTI_SHRINKAGE_COMPONENTS = 32  # the LDA shrinkage reads the variance of this many leading components
 
 
 def _check(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,5 +106,68 @@ def gbc(features: np.ndarray, labels: np.ndarray, dimensions: int = GBC_DIMENSIO
     return -total
 
 
+@dataclass(frozen=True)
+class NCTITerms:
+    """One checkpoint's three NCTI terms on the target, before they are scaled against the other candidates'."""
+
+    seli: float  # nuclear norm of the centred LDA projection: higher, nearer the collapsed geometry's full rank
+    ncc: float  # mean posterior of the true class: higher, classes nearer their centres
+    vc: float  # log of the summed per-class nuclear norms of the posteriors: higher, more within-class spread
+
+    def to_dict(self) -> dict[str, float]:
+        return {"seli": self.seli, "ncc": self.ncc, "vc": self.vc}
+
+
+def ncti_terms(features: np.ndarray, labels: np.ndarray, dimensions: int = NCTI_DIMENSIONS) -> NCTITerms:
+    """The NCTI terms of one checkpoint's features on the target's labels (see the module's docstring)."""
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    features, labels = _check(features, labels)
+    width = max(1, min(dimensions, features.shape[1], len(features) - 1))
+    pca = PCA(n_components=width, random_state=0)
+    projected = pca.fit_transform(features)
+    shrinkage = float(np.exp(-pca.explained_variance_[:NCTI_SHRINKAGE_COMPONENTS].sum()))
+    if shrinkage > 1e-10:
+        lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=min(shrinkage, 1.0))
+    else:  # the features spread widely: no shrinkage needed, and the SVD solver is the stable one
+        lda = LinearDiscriminantAnalysis(solver="svd")
+    low = lda.fit_transform(projected, labels)
+    low = low - low.mean(axis=0, keepdims=True)
+    posterior = lda.predict_proba(projected)
+    truth = np.searchsorted(lda.classes_, labels)
+    within = sum(np.linalg.norm(posterior[labels == c], ord="nuc") for c in lda.classes_)
+    return NCTITerms(seli=float(np.linalg.norm(low, ord="nuc")),
+                     ncc=float(posterior[np.arange(len(labels)), truth].mean()),
+                     vc=float(np.log(max(within, 1e-300))))
+
+
+def ncti_combine(terms: Mapping[str, NCTITerms | Mapping[str, float]]) -> dict[str, float]:
+    """NCTI of each candidate: its SELI and NCC terms, min-max scaled over the candidates, minus its scaled VC term.
+
+    A term that does not vary over the candidates (one candidate alone, or a tie) adds nothing to anyone."""
+    def scaled(values: dict[str, float]) -> dict[str, float]:
+        low, high = min(values.values()), max(values.values())
+        return {m: 0.0 if high <= low else (v - low) / (high - low) for m, v in values.items()}
+
+    if not terms:
+        return {}
+    terms = {m: t if isinstance(t, NCTITerms) else NCTITerms(**t) for m, t in terms.items()}
+    seli = scaled({m: t.seli for m, t in terms.items()})
+    ncc = scaled({m: t.ncc for m, t in terms.items()})
+    vc = scaled({m: t.vc for m, t in terms.items()})
+    return {m: seli[m] + ncc[m] - vc[m] for m in terms}
+
+
 # scores of pooled features on the target's labels, higher is better (the names: ``hf_twophase.proxy_names``)
 FEATURE_SCORES = {"logme": logme, "knn": knn_accuracy, "hscore": h_score, "gbc": gbc}
+@dataclass(frozen=True)
+class SetScore:
+    """A score that ranks a set of candidates: ``terms`` per model, then ``combine`` over the set."""
+
+    terms: Callable[[np.ndarray, np.ndarray], NCTITerms]
+    combine: Callable[[Mapping[str, NCTITerms | Mapping[str, float]]], dict[str, float]]
+    term_names: tuple[str, ...]
+
+
+SET_SCORES = {"ncti": SetScore(ncti_terms, ncti_combine, tuple(f.name for f in fields(NCTITerms)))}

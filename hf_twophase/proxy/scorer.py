@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from hf_twophase.atomic import StateFileError, check_fields, read_state, write_json_atomic
 from hf_twophase.cache import cache_root
 from hf_twophase.inputs.columns import Columns, detect_columns, stratified_indices
-from hf_twophase.proxy.feature_scores import FEATURE_SCORES
+from hf_twophase.proxy.feature_scores import FEATURE_SCORES, SET_SCORES
 from hf_twophase.proxy.leep import LEEPAccumulator
 from hf_twophase.proxy.models import (
     LoadedModel,
@@ -102,6 +103,7 @@ class ProxyResult:
     n_source_labels: int | None
     seconds: float
     cached: bool = False
+    terms: dict[str, float] | None = None  # a set score's per-model terms (NCTI); ``score`` is then provisional
 
     @property
     def samples_per_second(self) -> float:
@@ -112,7 +114,7 @@ class ProxyResult:
 
 
 _CACHED_RESULT = {"model": str, "method": str, "score": float, "normalized?": float, "n_samples": int, "path": str,
-                  "source_labels": str, "n_source_labels?": int, "seconds": float}
+                  "source_labels": str, "n_source_labels?": int, "seconds": float, "terms?": dict}
 _CACHED_RESULT_NAMES = [name.rstrip("?") for name in _CACHED_RESULT]
 
 
@@ -208,11 +210,7 @@ class _ProxyScorer:
                 hit = self._cache_get(key_parts)
                 if hit:
                     return hit
-        loaded = load_model(model, tokenizer=tokenizer, image_processor=image_processor, revision=revision,
-                            trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
-        if loaded.modality != columns.modality:
-            raise ModelLoadError(f"model '{loaded.name}' takes {loaded.modality} input but the dataset's input is "
-                                 f"{columns.modality} (column '{columns.image or columns.text}')")
+        loaded = self._load(model, columns, tokenizer=tokenizer, image_processor=image_processor, revision=revision)
         if cfg.use_cache and key_parts is None:
             mkey = _model_key(model, loaded, revision)
             key_parts = self._key_parts(mkey, dataset, columns) if mkey else None
@@ -226,7 +224,25 @@ class _ProxyScorer:
             self._cache_put(key_parts, result)
         return result
 
+    def features(self, model: str | Path | torch.nn.Module, dataset, *, columns: Columns | None = None,
+                 revision: str | None = None, **column_names: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The pooled features of the rows ``score`` samples, and their labels: one forward pass to score a model
+        several ways (every function of ``FEATURE_SCORES`` and ``SET_SCORES`` reads these). Never cached."""
+        columns = columns or detect_columns(dataset, **column_names)
+        index = stratified_indices(np.asarray(dataset[columns.label]), self.config.max_samples, self.config.seed)
+        return self._features(self._load(model, columns, revision=revision), dataset, columns, index)
+
     # ------------------------------------------------------------------ internals
+    def _load(self, model, columns: Columns, *, tokenizer: Any = None, image_processor: Any = None,
+              revision: str | None = None) -> LoadedModel:
+        cfg = self.config
+        loaded = load_model(model, tokenizer=tokenizer, image_processor=image_processor, revision=revision,
+                            trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+        if loaded.modality != columns.modality:
+            raise ModelLoadError(f"model '{loaded.name}' takes {loaded.modality} input but the dataset's input is "
+                                 f"{columns.modality} (column '{columns.image or columns.text}')")
+        return loaded
+
     def _run(self, loaded: LoadedModel, dataset, columns: Columns, index: np.ndarray) -> ProxyResult:
         raise NotImplementedError
 
@@ -291,7 +307,13 @@ class _ProxyScorer:
 
     def _feature_result(self, loaded, dataset, columns, index, method: str = "logme") -> ProxyResult:
         features, labels = self._features(loaded, dataset, columns, index)
-        return ProxyResult(model=loaded.name, method=method, score=FEATURE_SCORES[method](features, labels),
+        terms = None
+        if method in SET_SCORES:  # the score alone is its nearest-centre term until the set is combined
+            terms = SET_SCORES[method].terms(features, labels).to_dict()
+            score = terms["ncc"]
+        else:
+            score = FEATURE_SCORES[method](features, labels)
+        return ProxyResult(model=loaded.name, method=method, score=score, terms=terms,
                            normalized=None, n_samples=len(labels), path="features", n_source_labels=None,
                            source_labels=f"none (pooled features, D={features.shape[1]})", seconds=0.0)
 
@@ -316,6 +338,9 @@ class _ProxyScorer:
             result = check_fields(entry["result"], _CACHED_RESULT, path=path, what="proxy-score cache entry")
             if entry["key"] != json.loads(json.dumps(parts, sort_keys=True)):
                 return None  # a hash collision, or an entry copied from elsewhere
+            if not _terms_fit(self.method, result.get("terms")):
+                logger.info("recomputing the proxy score: the cached terms of %s do not fit %s", path, self.method)
+                return None
             return ProxyResult(**{k: result.get(k) for k in _CACHED_RESULT_NAMES}, cached=True)
         except StateFileError as exc:
             logger.info("recomputing the proxy score: %s", exc)
@@ -374,8 +399,9 @@ class FeatureScorer(_ProxyScorer):
     needs no head, so it scores every kind of checkpoint."""
 
     def __init__(self, method: str = "logme", config: ProxyConfig | None = None, **overrides):
-        if method not in FEATURE_SCORES:
-            raise ValueError(f"unknown feature score {method!r}; expected one of {', '.join(FEATURE_SCORES)}")
+        if method not in FEATURE_SCORES and method not in SET_SCORES:
+            names = ", ".join([*FEATURE_SCORES, *SET_SCORES])
+            raise ValueError(f"unknown feature score {method!r}; expected one of {names}")
         super().__init__(config, **overrides)
         self.method = method
 
@@ -394,6 +420,26 @@ def make_scorer(method: str, config: ProxyConfig | None = None, **overrides) -> 
     """The scorer of one of ``PROXY_METHODS``."""
     if method == "leep":
         return LEEPScorer(config, **overrides)
-    if method in FEATURE_SCORES:
+    if method in FEATURE_SCORES or method in SET_SCORES:
         return FeatureScorer(method, config, **overrides)
     raise ValueError(f"unknown proxy {method!r}; expected one of {', '.join(PROXY_METHODS)}")
+
+
+def _terms_fit(method: str, terms: Any) -> bool:
+    """A set score's cached terms are exactly its own, as finite numbers; other scores carry none."""
+    if method not in SET_SCORES:
+        return terms is None
+    return (isinstance(terms, dict) and set(terms) == set(SET_SCORES[method].term_names)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in terms.values()))
+
+
+def combine_proxy_scores(results: Mapping[str, ProxyResult]) -> dict[str, float]:
+    """Each model's proxy score among ``results``: its own score, or, for a set score (NCTI), the score its terms
+    give it among the others' terms. Why here: a set score changes with the set, so it is read once the set is
+    scored, never cached."""
+    with_terms = {m: r for m, r in results.items() if r.terms is not None}
+    combined: dict[str, float] = {}
+    for method in {r.method for r in with_terms.values()}:
+        combined.update(SET_SCORES[method].combine({m: r.terms for m, r in with_terms.items() if r.method == method}))
+    return {m: combined.get(m, r.score) for m, r in results.items()}

@@ -94,7 +94,7 @@ def import_transfergraph(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.Da
     _need_columns(runs, ("model", "finetuned_dataset", "eval_accuracy"), path)
     if "peft_method" in runs.columns:
         runs = runs[runs["peft_method"].isna() | (runs["peft_method"].astype(str).str.strip() == "")]
-    runs, skipped_runs = _complete_rows(runs, ["model", "finetuned_dataset", "eval_accuracy"])
+    runs, skipped_runs = _complete_rows(runs, ["model", "finetuned_dataset"], numeric=["eval_accuracy"])
     runs = runs.drop_duplicates(["model", "finetuned_dataset"], keep="first")
     records = pd.DataFrame({"model": runs["model"], "dataset": runs["finetuned_dataset"], "step": 1,
                             "val": runs["eval_accuracy"].astype(float), "test": runs["eval_accuracy"].astype(float),
@@ -104,7 +104,7 @@ def import_transfergraph(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.Da
     if score_path.is_file():
         scores = pd.read_csv(score_path)
         _need_columns(scores, ("model", "target_dataset", "metric", "score"), score_path)
-        scores, skipped_scores = _complete_rows(scores, ["model", "target_dataset", "metric", "score"])
+        scores, skipped_scores = _complete_rows(scores, ["model", "target_dataset", "metric"], numeric=["score"])
         method = scores["metric"].astype(str).str.replace("TransferabilityMethod.", "", regex=False)
         proxy = pd.DataFrame({"model": scores["model"], "dataset": scores["target_dataset"],
                               "method": method.str.lower().str.replace("_", "", regex=False),
@@ -117,12 +117,11 @@ def import_transfergraph(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.Da
     return records, proxy
 
 
-def _complete_rows(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
-    """The rows whose ``columns`` are all present (numbers where a number is due), and how many were not."""
+def _complete_rows(frame: pd.DataFrame, columns: list[str], *, numeric: list[str]) -> tuple[pd.DataFrame, int]:
+    """The rows with every one of ``columns`` present and a number in each of ``numeric``, and how many lack one."""
     complete = frame[columns].notna().all(axis=1)
-    for column in columns:
-        if column in ("eval_accuracy", "score"):
-            complete &= pd.to_numeric(frame[column], errors="coerce").notna()
+    for column in numeric:
+        complete &= pd.to_numeric(frame[column], errors="coerce").notna()
     return frame[complete], int((~complete).sum())
 
 
