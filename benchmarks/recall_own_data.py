@@ -4,17 +4,19 @@ The embedded image repository with scikit-learn's digits as the user's data: two
 that very benchmark. Recall with K = 4 under the plain robust prior and under target-aware benchmark weights at two
 proxy budgets and both shortlist rules; prints which models each recalls.
 
-    python benchmarks/recall_own_data.py
+    python benchmarks/recall_own_data.py [--proxy leep|logme|knn|hscore|gbc|ncti]
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from hf_twophase.matrix_build.benchmarks import get_benchmark
 from hf_twophase.matrix_build.defaults import ensure_default
 from hf_twophase.method.recall import RecallConfig
 from hf_twophase.proxy import ProxyConfig
+from hf_twophase.proxy_names import PROXY_METHODS
 from hf_twophase.selector import RepoSelector, SelectorConfig
 
 SETTINGS = {
@@ -28,12 +30,15 @@ SETTINGS = {
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proxy", default="leep", choices=PROXY_METHODS, help="the proxy scored on the target")
+    args = parser.parse_args()
     repo = ensure_default("image-classification", progress=False)
     train, _, _ = get_benchmark("digits").load(seed=0)
     print("| recall | proxy-scored | benchmark weights | recalled |\n|---|---|---|---|")
     for label, recall in SETTINGS.items():
         selector = RepoSelector.from_models(repo.models, repo.matrix, task="image-classification",
-                                            config=SelectorConfig(k=4, recall=recall,
+                                            config=SelectorConfig(k=4, recall=recall, proxy=args.proxy,
                                                                   proxy_config=ProxyConfig(progress=False)))
         outcome = selector.recall(train)
         names = ", ".join(Path(m).name.removeprefix("packaged:") for m in outcome.recalled)
