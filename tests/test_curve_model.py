@@ -79,6 +79,29 @@ def test_the_last_cut_waits_while_the_runner_up_may_still_win():
     assert [d.candidate for d in policy.prune(2, list(vals), vals, progress=Progress(10, {}))] == ["a"]
 
 
+def test_a_runner_up_the_last_cut_waited_for_says_so_when_it_stops():
+    """Without predictions the cut to one candidate waits: the runner-up's own decision, at the budget, records
+    that wait, so the report can say why the job trained more than halving would have."""
+    policy = CurveModelHalving({}, schedule=StageSchedule(2),  # no benchmark curves: never a prediction
+                               config=CurveModelConfig(sources="prior", last_cut="wait-unless-apart"))
+    run = StageScheduler(policy, ["a", "b", "c"], budget=6)
+    play(run, lambda c, step: step / 10 + {"a": 0.0, "b": 0.2, "c": 0.1}[c])
+    by_candidate = {d.candidate: d for d in run.decisions}
+    assert run.winner == "b" and by_candidate["b"].reason == "best-at-budget"
+    assert by_candidate["a"].step == 2 and "runner-up" in by_candidate["a"].note  # c was kept beside b at step 2
+    runner_up = by_candidate["c"]
+    assert (runner_up.step, runner_up.reason) == (6, "lower-at-budget")
+    assert "kept as runner-up since step 2" in runner_up.note  # the cut waited at 2 and at 4
+    # halving would have left two (four entered the last stage): nothing waited, nothing to say
+    four = Progress(6, {c: [(4, 0.5)] for c in "abcd"})
+    assert policy.prune(6, ["a", "b"], {"a": 0.5, "b": 0.6}, final=True, progress=four) == []
+    halve = CurveModelHalving({}, config=CurveModelConfig(last_cut="halve"))
+    assert halve.waited_since(6, ["a", "b"], Progress(6, {c: [(4, 0.5)] for c in "ab"})) is None
+    # four entered stage 2 (halving kept two), two entered 4 and waited: the wait began at 4
+    history = Progress(8, {"a": [(2, 0.1), (4, 0.2)], "b": [(2, 0.3), (4, 0.4)], "c": [(2, 0.0)], "d": [(2, 0.0)]})
+    assert policy.waited_since(6, ["a", "b"], history) == 4
+
+
 class _Recorder(SelectionPolicy):
     uses_progress = True
 

@@ -175,9 +175,32 @@ class CurveModelHalving(SelectionPolicy):
                                            f"gain on {prediction.n_benchmarks} benchmarks"))
         return combine(parts)
 
+    def waited_since(self, step: int, alive: Sequence[str], progress: Progress | None) -> int | None:
+        """The first stage end at which the cut to one candidate waited, when those waits are why two are still
+        alive at ``step`` (halving would have left one). Read from the reports so far: the policy keeps no state of
+        its own, so a resumed run or another rank reads the same."""
+        if progress is None or len(alive) != 2 or self.config.last_cut == "halve":
+            return None
+        entered: dict[int, int] = {}  # how many candidates reported at each earlier stage end
+        for points in progress.points.values():
+            for at in {at for at, _ in points if at < step}:
+                entered[at] = entered.get(at, 0) + 1
+        first = None
+        for at in sorted(entered, reverse=True):  # back from the latest stage end, while each one waited
+            if max(1, entered[at] // 2) != 1 or (first is not None and entered[first] != 2):
+                break
+            first = at
+        return first
+
     def prune(self, step, alive, vals, final=False, progress: Progress | None = None):
-        if final:
-            return []
+        waited = self.waited_since(step, alive, progress)
+        kept_note = (f"kept as runner-up since step {waited}: the cut to one candidate waited while the predictions "
+                     "were not apart" if waited is not None else "")
+        if final:  # the best val wins; a runner-up the last cut waited for says so
+            if not kept_note:
+                return []
+            loser = _by_val(alive, vals)[0]
+            return [Decision(loser, step, "pruned", "lower-at-budget", val=_val(vals, loser), note=kept_note)]
         keep = max(1, len(alive) // 2)
         estimates = {c: self.estimate(c, step, _val(vals, c), progress) for c in alive}
         z = self.config.z
@@ -212,5 +235,6 @@ class CurveModelHalving(SelectionPolicy):
             e = estimates[c]
             out.append(Decision(c, step, "pruned", "halved", val=_val(vals, c),
                                 predicted=None if e is None else e.value,
-                                note=note + ("" if e is None else f" ({e.sources}, +/- {e.error:.4f})")))
+                                note=note + ("" if e is None else f" ({e.sources}, +/- {e.error:.4f})")
+                                + (f"; {kept_note}" if kept_note else "")))
         return out
