@@ -47,7 +47,7 @@ def make(setting, stage: int):
 
 def main() -> None:
     args = cv_parser(__doc__, stages="1,2,3,5").parse_args()
-    stages = [int(s) for s in args.stages.split(",")]
+    stages = args.stages
 
     start = time.perf_counter()
     cube = CurveCube(PerformanceMatrix.read(args.records))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from report_io import stage_lengths
+
 from hf_twophase import PerformanceMatrix
 from hf_twophase.method.registry import make_fine_selection
 from hf_twophase.method.replay import replay, replay_target, summarise
@@ -42,11 +44,11 @@ def unguarded(cube: CurveCube, stage: int, growth: float) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", required=True)
-    parser.add_argument("--stages", default="1,2,3,5")
+    parser.add_argument("--stages", type=stage_lengths, default="1,2,3,5")
     parser.add_argument("--out-md", default=None)
     parser.add_argument("--out-png", default=None)
     args = parser.parse_args()
-    stages = [int(s) for s in args.stages.split(",")]
+    stages = args.stages
 
     start = time.perf_counter()
     matrix = PerformanceMatrix.read(args.records)

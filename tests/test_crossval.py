@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hf_twophase.errors import SelectionError
@@ -51,3 +53,16 @@ def test_versus_halving_counts_stage_lengths_no_worse_on_both_counts_then_the_ga
     assert no_worse == 1 and gain == pytest.approx(math.log(2) + (-0.5 + math.log(2)))
     same = [outcome({1: (2.0, 0.0)}, {1: (2.0, 0.0)})]
     assert versus_halving(same, [1]) == (1, 0.0)
+
+
+@pytest.mark.parametrize("bad", ["1,x", "0", "", "2,-1", "1,,2"])
+def test_the_replay_benchmarks_refuse_bad_stage_lengths_at_parse_time(bad, capsys, monkeypatch):
+    """The three replay benchmarks share one --stages type: one clear error, before any records are read."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from report_io import cv_parser
+
+    parser = cv_parser("replay\n", stages="1,2")
+    assert parser.parse_args(["--records", "r.csv"]).stages == [1, 2]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--records", "r.csv", "--stages", bad])
+    assert "expected comma-separated positive integers" in capsys.readouterr().err
